@@ -11,10 +11,10 @@ static const struct {
     const char *st_name;
     size_t size;
 } dtypes[PTM_DTYPE_COUNT] = {
-    [PTM_F32] = {"F32", 4},    [PTM_F16] = {"F16", 2},         [PTM_BF16] = {"BF16", 2},
-    [PTM_I8] = {"I8", 1},      [PTM_I32] = {"I32", 4},         [PTM_I64] = {"I64", 8},
-    [PTM_F64] = {"F64", 8},    [PTM_I16] = {"I16", 2},         [PTM_U8] = {"U8", 1},
-    [PTM_BOOL] = {"BOOL", 1},  [PTM_F8_E4M3] = {"F8_E4M3", 1}, [PTM_F8_E5M2] = {"F8_E5M2", 1},
+    [PTM_F32] = {"F32", 4},   [PTM_F16] = {"F16", 2},         [PTM_BF16] = {"BF16", 2},
+    [PTM_I8] = {"I8", 1},     [PTM_I32] = {"I32", 4},         [PTM_I64] = {"I64", 8},
+    [PTM_F64] = {"F64", 8},   [PTM_I16] = {"I16", 2},         [PTM_U8] = {"U8", 1},
+    [PTM_BOOL] = {"BOOL", 1}, [PTM_F8_E4M3] = {"F8_E4M3", 1}, [PTM_F8_E5M2] = {"F8_E5M2", 1},
 };
 
 /* PyTorch names as they appear in config.json "torch_dtype" and on command lines. */
@@ -22,10 +22,10 @@ static const struct {
     const char *name;
     ptm_dtype dt;
 } aliases[] = {
-    {"float32", PTM_F32}, {"float", PTM_F32},   {"fp32", PTM_F32},      {"float16", PTM_F16},
-    {"half", PTM_F16},    {"fp16", PTM_F16},    {"bfloat16", PTM_BF16}, {"bf16", PTM_BF16},
-    {"int8", PTM_I8},     {"int32", PTM_I32},   {"int64", PTM_I64},     {"float64", PTM_F64},
-    {"int16", PTM_I16},   {"uint8", PTM_U8},    {"bool", PTM_BOOL},
+    {"float32", PTM_F32}, {"float", PTM_F32}, {"fp32", PTM_F32},      {"float16", PTM_F16},
+    {"half", PTM_F16},    {"fp16", PTM_F16},  {"bfloat16", PTM_BF16}, {"bf16", PTM_BF16},
+    {"int8", PTM_I8},     {"int32", PTM_I32}, {"int64", PTM_I64},     {"float64", PTM_F64},
+    {"int16", PTM_I16},   {"uint8", PTM_U8},  {"bool", PTM_BOOL},
 };
 
 const char *ptm_dtype_name(ptm_dtype dt)

@@ -16,7 +16,7 @@
 extern "C" {
 #endif
 
-#define PTM_API __attribute__((visibility("default")))
+#define PTM_API                      __attribute__((visibility("default")))
 #define PTM_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
 
 /* Plugin ABI. A plugin built for major M minor n loads into a host of major M minor >= n. */
@@ -24,6 +24,9 @@ extern "C" {
 #define PTM_ABI_MINOR 0
 
 #define PTM_VERSION_STRING "0.1.0"
+
+/* PTM_HAS(p, T, m): whether ABI struct p of type T, as its builder sized it, has member m. */
+#define PTM_HAS(p, T, m) ((p)->struct_size >= offsetof(T, m) + sizeof(((T *)0)->m))
 
 /*
  * Status codes. Append only: codes are never renumbered or removed, because plugins built
