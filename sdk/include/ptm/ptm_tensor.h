@@ -51,6 +51,100 @@ PTM_API size_t ptm_dtype_size(ptm_dtype dt);
  */
 PTM_API ptm_status ptm_dtype_parse(const char *name, ptm_dtype *out);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Devices                                                                                     */
+
+/* A device of a backend ("cpu:0", "cuda:0"). Handles live as long as the process. */
+typedef struct ptm_device ptm_device;
+
+/*
+ * ptm_device_get - the device named "backend" or "backend:index" ("cpu", "cuda:1").
+ * Loads plugins on first need. PTM_E_NOT_FOUND if no such backend is registered or it has
+ * no such device (the message says why: "no CUDA device: ..."). Thread safe.
+ */
+PTM_API ptm_status ptm_device_get(const char *name, ptm_device **out);
+
+/* ptm_device_name - "cpu:0"; borrowed, lives as long as the process. */
+PTM_API const char *ptm_device_name(const ptm_device *dev);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensors                                                                                     */
+
+typedef struct ptm_tensor ptm_tensor;
+
+/*
+ * ptm_tensor_new - an uninitialised contiguous tensor on dev.
+ * shape: ndim (1..PTM_MAX_DIMS) sizes, each >= 0. out: a new reference (ptm_tensor_free).
+ * Returns PTM_E_INVAL (bad shape), PTM_E_NOMEM. Thread safe.
+ */
+PTM_API ptm_status ptm_tensor_new(ptm_device *dev, ptm_dtype dtype, int32_t ndim,
+                                  const int64_t *shape, ptm_tensor **out);
+
+/* ptm_tensor_from_host - the same, filled with a copy of data (ptm_tensor_nbytes bytes). */
+PTM_API ptm_status ptm_tensor_from_host(ptm_device *dev, ptm_dtype dtype, int32_t ndim,
+                                        const int64_t *shape, const void *data, ptm_tensor **out);
+
+/*
+ * ptm_tensor_wrap_host - a tensor over host memory the caller keeps alive, without a copy
+ * when the device can address host memory (the CPU backend), else copied at once. release
+ * (may be NULL) is called with user when the tensor no longer needs data.
+ */
+PTM_API ptm_status ptm_tensor_wrap_host(ptm_device *dev, ptm_dtype dtype, int32_t ndim,
+                                        const int64_t *shape, void *data,
+                                        void (*release)(void *user), void *user, ptm_tensor **out);
+
+/* ptm_tensor_retain - add a reference; returns t. ptm_tensor_free drops one (NULL ok); the
+ * memory goes when the last reference and the last view of it are gone. */
+PTM_API ptm_tensor *ptm_tensor_retain(ptm_tensor *t);
+PTM_API void ptm_tensor_free(ptm_tensor *t);
+
+/* Shape queries. ptm_tensor_dim returns 0 for i out of range. */
+PTM_API ptm_dtype ptm_tensor_dtype(const ptm_tensor *t);
+PTM_API int32_t ptm_tensor_ndim(const ptm_tensor *t);
+PTM_API int64_t ptm_tensor_dim(const ptm_tensor *t, int32_t i);
+PTM_API int64_t ptm_tensor_numel(const ptm_tensor *t);
+PTM_API size_t ptm_tensor_nbytes(const ptm_tensor *t);
+PTM_API int32_t ptm_tensor_is_contiguous(const ptm_tensor *t);
+PTM_API ptm_device *ptm_tensor_device(const ptm_tensor *t);
+
+/*
+ * ptm_tensor_reshape - a view with another shape over the same elements (t contiguous;
+ * one size may be -1 to be inferred). ptm_tensor_narrow - a view of [start, start+len) along
+ * dim. Views hold a reference to their source. PTM_E_INVAL on a bad shape or range.
+ */
+PTM_API ptm_status ptm_tensor_reshape(ptm_tensor *t, int32_t ndim, const int64_t *shape,
+                                      ptm_tensor **out);
+PTM_API ptm_status ptm_tensor_narrow(ptm_tensor *t, int32_t dim, int64_t start, int64_t len,
+                                     ptm_tensor **out);
+
+/*
+ * ptm_tensor_data - the host address of t's first element when the host can address it
+ * directly (CPU backend), else NULL. Borrowed, valid while t lives. Mind the strides of
+ * views; ptm_tensor_is_contiguous says whether rows are packed.
+ */
+PTM_API void *ptm_tensor_data(const ptm_tensor *t);
+
+/* ptm_tensor_read / ptm_tensor_write - copy a contiguous t to or from host memory of
+ * exactly ptm_tensor_nbytes bytes (PTM_E_INVAL otherwise). */
+PTM_API ptm_status ptm_tensor_read(const ptm_tensor *t, void *dst, size_t bytes);
+PTM_API ptm_status ptm_tensor_write(ptm_tensor *t, const void *src, size_t bytes);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Named tensor maps: a forward pass's inputs and outputs ("input_ids", "logits", ...)         */
+
+typedef struct ptm_tensor_map ptm_tensor_map;
+
+PTM_API ptm_status ptm_tensor_map_new(ptm_tensor_map **out);
+/* Free the map and drop the references it holds; NULL ok. */
+PTM_API void ptm_tensor_map_free(ptm_tensor_map *m);
+/* Set name to t (a reference is taken; a previous value is released). name is copied. */
+PTM_API ptm_status ptm_tensor_map_set(ptm_tensor_map *m, const char *name, ptm_tensor *t);
+/* Borrowed; NULL if absent. */
+PTM_API ptm_tensor *ptm_tensor_map_get(const ptm_tensor_map *m, const char *name);
+/* Entries in insertion order; borrowed. */
+PTM_API size_t ptm_tensor_map_count(const ptm_tensor_map *m);
+PTM_API ptm_tensor *ptm_tensor_map_at(const ptm_tensor_map *m, size_t i, const char **name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,63 @@
+/*
+ * model.h - the model object shared by model.c (object, parameters, init, tie, forward),
+ * model_load.c (from_pretrained) and model_save.c (save_pretrained).
+ */
+#ifndef PTM_RUNTIME_MODEL_H
+#define PTM_RUNTIME_MODEL_H
+
+#include "ptm/ptm.h"
+#include "registry.h"
+
+struct ptm__param {
+    char *name;
+    int32_t ndim;
+    int64_t shape[PTM_MAX_DIMS];
+    struct ptm_param_init init;
+    ptm_dtype dtype;
+    ptm_tensor *t; /* NULL until loaded or initialised */
+    long tied_to;  /* index of the parameter this one shares storage with, or -1 */
+};
+
+struct ptm__name_list {
+    char **names;
+    size_t n, cap;
+};
+
+struct ptm_model {
+    ptm_config *cfg;
+    const struct ptm__arch_entry *arch;
+    const struct ptm_model_class *cls;
+    ptm_device *dev;
+    ptm_dtype dtype; /* of matrix weights; vectors are kept in F32 */
+    struct ptm__param *params;
+    size_t n_params, cap_params;
+    size_t *index; /* open addressing over params by name; SIZE_MAX = empty */
+    size_t index_cap;
+    char *dir;
+    struct ptm__name_list info[3];
+    uint64_t seed;
+};
+
+/* A model of cls with cfg (taken over) on dev, parameters declared, none filled. */
+ptm_status ptm__model_create(ptm_config *cfg, const struct ptm__arch_entry *arch,
+                             const struct ptm_model_class *cls, ptm_device *dev, ptm_dtype dtype,
+                             uint64_t seed, ptm_model **out);
+
+/* Index of name, or -1. */
+long ptm__model_find(const ptm_model *m, const char *name);
+
+/* Fill every parameter that has no tensor yet by its init spec, then tie, then the class's
+ * init_weights hook; names filled are appended to the missing list when record is set. */
+ptm_status ptm__model_finish(ptm_model *m, int record_missing);
+
+ptm_status ptm__name_list_add(struct ptm__name_list *l, const char *name);
+
+/* Resolve the class: class_name, else config architectures[0], else the arch's base. */
+ptm_status ptm__model_pick_class(const ptm_config *cfg, const char *class_name,
+                                 const struct ptm__arch_entry **arch,
+                                 const struct ptm_model_class **cls);
+
+/* The dtype policy: opts->dtype ("auto" = config's torch_dtype / dtype). */
+ptm_status ptm__model_dtype(const ptm_config *cfg, const char *want, ptm_dtype *out);
+
+#endif

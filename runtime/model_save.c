@@ -1,0 +1,171 @@
+/*
+ * model_save.c - save_pretrained: the weights through the safetensors writer (single file
+ * or shards with an index, crash-atomic) and config.json (the diff from defaults, as HF
+ * writes it, with architectures set to the model's class). A weight tied to another is
+ * stored once, under the source's name, as HF does.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "half.h"
+#include "model.h"
+#include "tensor.h"
+
+static ptm_status make_dir(const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        return ptm__fail(PTM_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        return ptm__fail(PTM_E_IO, "%s: not a directory", dir);
+    }
+    return PTM_OK;
+}
+
+static int is_float(ptm_dtype dt)
+{
+    return dt == PTM_F32 || dt == PTM_F16 || dt == PTM_BF16;
+}
+
+/* A host copy of t converted to dtype (float types only). */
+static ptm_status converted(ptm_tensor *t, ptm_dtype dtype, void **out)
+{
+    size_t n = (size_t)ptm_tensor_numel(t);
+    float *buf = ptm__malloc(n * sizeof *buf + 1);
+    void *raw = buf ? ptm__malloc(ptm_tensor_nbytes(t) + 1) : NULL;
+    ptm_status st = raw ? ptm_tensor_read(t, raw, ptm_tensor_nbytes(t))
+                        : ptm__fail(PTM_E_NOMEM, "save: out of memory");
+    if (st == PTM_OK) {
+        ptm__dtype_to_f32(buf, raw, n, ptm_tensor_dtype(t));
+        ptm__f32_to_dtype(buf, buf, n, dtype);
+        *out = buf;
+        buf = NULL;
+    }
+    ptm__free(raw);
+    ptm__free(buf);
+    return st;
+}
+
+/* Host copies of the weights for the writer (converted to dtype when it is a float type and
+ * differs); tied weights skipped. */
+static ptm_status collect(const ptm_model *m, ptm_dtype dtype, struct ptm_st_entry *e,
+                          void **copies, size_t *n)
+{
+    *n = 0;
+    for (size_t i = 0; i < m->n_params; i++) {
+        const struct ptm__param *p = &m->params[i];
+        if (p->tied_to >= 0) {
+            continue;
+        }
+        struct ptm_st_entry *x = &e[*n];
+        memset(x, 0, sizeof *x);
+        x->name = p->name;
+        x->dtype = ptm_tensor_dtype(p->t);
+        x->ndim = p->ndim;
+        memcpy(x->shape, p->shape, sizeof p->shape);
+        x->nbytes = ptm_tensor_nbytes(p->t);
+        void *host = ptm_tensor_is_contiguous(p->t) ? ptm_tensor_data(p->t) : NULL;
+        if (is_float(x->dtype) && is_float(dtype) && x->dtype != dtype) {
+            ptm_status st = converted(p->t, dtype, &copies[*n]);
+            if (st != PTM_OK) {
+                return st;
+            }
+            host = copies[*n];
+            x->dtype = dtype;
+            x->nbytes = (uint64_t)ptm_tensor_numel(p->t) * ptm_dtype_size(dtype);
+        } else if (host == NULL) {
+            if ((copies[*n] = ptm__malloc(x->nbytes + 1)) == NULL) {
+                return ptm__fail(PTM_E_NOMEM, "save: out of memory for %s", p->name);
+            }
+            ptm_status st = ptm_tensor_read(p->t, copies[*n], x->nbytes);
+            if (st != PTM_OK) {
+                return st;
+            }
+            host = copies[*n];
+        }
+        x->data = host;
+        (*n)++;
+    }
+    return PTM_OK;
+}
+
+static const char *torch_name(ptm_dtype dt)
+{
+    return dt == PTM_BF16 ? "\"bfloat16\"" : dt == PTM_F16 ? "\"float16\"" : "\"float32\"";
+}
+
+static ptm_status save_config(const ptm_model *m, const char *dir, int full, int has_dtype,
+                              ptm_dtype dtype)
+{
+    ptm_config *cfg = NULL;
+    ptm_status st = ptm_config_copy(m->cfg, &cfg);
+    if (st == PTM_OK && has_dtype) {
+        st = ptm_config_set_json(cfg, "dtype", torch_name(dtype));
+    }
+    char arch[256], path[PATH_MAX];
+    snprintf(arch, sizeof arch, "[\"%s\"]", m->cls->name);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (st == PTM_OK) {
+        st = ptm_config_set_json(cfg, "architectures", arch);
+    }
+    if (st == PTM_OK) {
+        st = ptm_config_save(cfg, path, !full);
+    }
+    ptm_config_free(cfg);
+    return st;
+}
+
+ptm_status ptm_model_save(const ptm_model *m, const char *dir, const struct ptm_save_opts *o)
+{
+    ptm__error_clear();
+    if (m == NULL || dir == NULL) {
+        return ptm__fail(PTM_E_INVAL, "ptm_model_save: NULL argument");
+    }
+    uint64_t max_shard = 5000000000ull;
+    ptm_status st = PTM_OK;
+    ptm_dtype dtype = PTM_DTYPE_COUNT; /* none asked */
+    int has_dtype = o != NULL && PTM_HAS(o, struct ptm_save_opts, dtype) && o->dtype != NULL;
+    if (o != NULL && o->max_shard_size != NULL) {
+        st = ptm_size_parse(o->max_shard_size, &max_shard);
+    }
+    if (st == PTM_OK && has_dtype && (st = ptm_dtype_parse(o->dtype, &dtype)) == PTM_OK &&
+        !is_float(dtype)) {
+        st = ptm__fail(PTM_E_INVAL, "save: dtype %s is not a float type", o->dtype);
+    }
+    if (st == PTM_OK) {
+        st = make_dir(dir);
+    }
+    struct ptm_st_entry *entries = NULL;
+    void **copies = NULL;
+    size_t n = 0;
+    if (st == PTM_OK) {
+        entries = ptm__calloc(m->n_params + 1, sizeof *entries);
+        copies = ptm__calloc(m->n_params + 1, sizeof *copies);
+        if (entries == NULL || copies == NULL) {
+            st = ptm__fail(PTM_E_NOMEM, "save: out of memory");
+        }
+    }
+    if (st == PTM_OK) {
+        st = collect(m, dtype, entries, copies, &n);
+    }
+    static const char *const metadata[] = {"format", "pt", NULL};
+    /* Weights first, then the config: a reader sees the new config only with new weights. */
+    if (st == PTM_OK) {
+        st = ptm_st_save(dir, o ? o->variant : NULL, max_shard, entries, n, metadata);
+    }
+    if (st == PTM_OK) {
+        st = save_config(m, dir, o ? o->full_config : 0, has_dtype, dtype);
+    }
+    for (size_t i = 0; copies != NULL && i <= m->n_params; i++) {
+        ptm__free(copies[i]);
+    }
+    ptm__free(copies);
+    ptm__free(entries);
+    return st;
+}

@@ -1,0 +1,307 @@
+/*
+ * ops.c - the op set's front door: each ptm_op_* checks its operands (one device, dtypes,
+ * shapes) with messages naming the op and the mismatch, builds the kernel views and calls
+ * the owning backend's kernel. It computes nothing itself.
+ */
+#include <string.h>
+
+#include "error.h"
+#include "ptm/ptm_ops.h"
+#include "tensor.h"
+
+#define KV(name, t)                                                                                \
+    struct ptm_kview name;                                                                         \
+    ptm__tensor_kview((t), &name)
+
+/* The backend's kernel, or PTM_E_UNSUPPORTED naming the backend and the op. */
+#define KERNEL(dev, member, opname)                                                                \
+    const struct ptm_backend *be_ = (dev)->backend->be;                                            \
+    if (!PTM_HAS(be_, struct ptm_backend, member) || be_->member == NULL) {                        \
+        return ptm__fail(PTM_E_UNSUPPORTED, "op %s: backend %s has no kernel for it", opname,      \
+                         be_->name);                                                               \
+    }                                                                                              \
+    void *ctx_ = (dev)->backend->ctx
+
+static ptm_status same_device(const char *op, const ptm_tensor *out, const ptm_tensor *a,
+                              const ptm_tensor *b, const ptm_tensor *c)
+{
+    const ptm_tensor *ts[] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        if (ts[i] != NULL && ts[i]->dev != out->dev) {
+            return ptm__fail(PTM_E_INVAL, "op %s: operands on different devices (%s and %s)", op,
+                             out->dev->name, ts[i]->dev->name);
+        }
+    }
+    return PTM_OK;
+}
+
+static int64_t rows_of(const ptm_tensor *t)
+{
+    int64_t r = 1;
+    for (int32_t i = 0; i + 1 < t->ndim; i++) {
+        r *= t->ne[i];
+    }
+    return r;
+}
+
+static int64_t last_dim(const ptm_tensor *t)
+{
+    return t->ne[t->ndim - 1];
+}
+
+static ptm_status same_shape(const char *op, const ptm_tensor *a, const ptm_tensor *b)
+{
+    if (a->ndim != b->ndim || memcmp(a->ne, b->ne, sizeof a->ne) != 0) {
+        return ptm__fail(PTM_E_INVAL, "op %s: shapes differ ([%lld x %lld] and [%lld x %lld])", op,
+                         (long long)rows_of(a), (long long)last_dim(a), (long long)rows_of(b),
+                         (long long)last_dim(b));
+    }
+    return PTM_OK;
+}
+
+ptm_status ptm_op_matmul(ptm_tensor *out, const ptm_tensor *a, const ptm_tensor *b,
+                         const ptm_tensor *bias, uint32_t flags)
+{
+    ptm_status st = same_device("matmul", out, a, b, bias);
+    if (st != PTM_OK) {
+        return st;
+    }
+    int trans = (flags & PTM_MM_TRANS_B) != 0;
+    int64_t k = last_dim(a);
+    int64_t n = b->ndim == 2 ? (trans ? b->ne[0] : b->ne[1]) : -1;
+    int64_t bk = b->ndim == 2 ? (trans ? b->ne[1] : b->ne[0]) : -1;
+    if (b->ndim != 2 || bk != k || last_dim(out) != n || rows_of(out) != rows_of(a)) {
+        return ptm__fail(PTM_E_INVAL,
+                         "op matmul: a [%lld x %lld], b %s[%lld x %lld], out [%lld x %lld] "
+                         "do not fit",
+                         (long long)rows_of(a), (long long)k, trans ? "^T " : "",
+                         (long long)b->ne[0], (long long)b->ne[1], (long long)rows_of(out),
+                         (long long)last_dim(out));
+    }
+    if (bias != NULL && ptm_tensor_numel(bias) != n) {
+        return ptm__fail(PTM_E_INVAL, "op matmul: bias has %lld elements, expected %lld",
+                         (long long)ptm_tensor_numel(bias), (long long)n);
+    }
+    KERNEL(out->dev, matmul, "matmul");
+    KV(ko, out);
+    KV(ka, a);
+    KV(kb, b);
+    struct ptm_kview kbias;
+    if (bias != NULL) {
+        ptm__tensor_kview(bias, &kbias);
+    }
+    return be_->matmul(ctx_, &ko, &ka, &kb, bias ? &kbias : NULL, flags);
+}
+
+ptm_status ptm_op_unary(ptm_tensor *out, const ptm_tensor *x, int32_t op)
+{
+    ptm_status st = same_device("unary", out, x, NULL, NULL);
+    if (st == PTM_OK) {
+        st = same_shape("unary", out, x);
+    }
+    if (st != PTM_OK) {
+        return st;
+    }
+    KERNEL(out->dev, unary, "unary");
+    KV(ko, out);
+    KV(kx, x);
+    return be_->unary(ctx_, op, &ko, &kx);
+}
+
+static ptm_status binary(const char *name, int32_t op, ptm_tensor *out, const ptm_tensor *a,
+                         const ptm_tensor *b)
+{
+    ptm_status st = same_device(name, out, a, b, NULL);
+    if (st == PTM_OK) {
+        st = same_shape(name, out, a);
+    }
+    if (st != PTM_OK) {
+        return st;
+    }
+    /* b's shape must be a suffix of a's (broadcast over a's leading dims). */
+    int ok = b->ndim <= a->ndim;
+    for (int32_t i = 0; ok && i < b->ndim; i++) {
+        ok = b->ne[b->ndim - 1 - i] == a->ne[a->ndim - 1 - i];
+    }
+    if (!ok) {
+        return ptm__fail(PTM_E_INVAL, "op %s: b's shape is not a suffix of a's", name);
+    }
+    KERNEL(out->dev, binary, name);
+    KV(ko, out);
+    KV(ka, a);
+    KV(kb, b);
+    return be_->binary(ctx_, op, &ko, &ka, &kb);
+}
+
+ptm_status ptm_op_add(ptm_tensor *out, const ptm_tensor *a, const ptm_tensor *b)
+{
+    return binary("add", PTM_BINARY_ADD, out, a, b);
+}
+
+ptm_status ptm_op_mul(ptm_tensor *out, const ptm_tensor *a, const ptm_tensor *b)
+{
+    return binary("mul", PTM_BINARY_MUL, out, a, b);
+}
+
+ptm_status ptm_op_scale(ptm_tensor *out, const ptm_tensor *x, float s)
+{
+    ptm_status st = same_device("scale", out, x, NULL, NULL);
+    if (st == PTM_OK) {
+        st = same_shape("scale", out, x);
+    }
+    if (st != PTM_OK) {
+        return st;
+    }
+    KERNEL(out->dev, scale, "scale");
+    KV(ko, out);
+    KV(kx, x);
+    return be_->scale(ctx_, &ko, &kx, s);
+}
+
+static ptm_status norm(const char *name, int32_t kind, ptm_tensor *out, const ptm_tensor *x,
+                       const ptm_tensor *residual, const ptm_tensor *weight, const ptm_tensor *bias,
+                       float eps)
+{
+    ptm_status st = same_device(name, out, x, residual, weight);
+    if (st == PTM_OK) {
+        st = same_device(name, out, bias, NULL, NULL);
+    }
+    if (st == PTM_OK) {
+        st = same_shape(name, out, x);
+    }
+    if (st == PTM_OK && residual != NULL) {
+        st = same_shape(name, x, residual);
+    }
+    if (st != PTM_OK) {
+        return st;
+    }
+    int64_t d = last_dim(x);
+    if (ptm_tensor_numel(weight) != d || (bias != NULL && ptm_tensor_numel(bias) != d)) {
+        return ptm__fail(PTM_E_INVAL, "op %s: weight or bias size differs from %lld", name,
+                         (long long)d);
+    }
+    KERNEL(out->dev, norm, name);
+    KV(ko, out);
+    KV(kx, x);
+    KV(kw, weight);
+    struct ptm_kview kr, kb;
+    if (residual != NULL) {
+        ptm__tensor_kview(residual, &kr);
+    }
+    if (bias != NULL) {
+        ptm__tensor_kview(bias, &kb);
+    }
+    return be_->norm(ctx_, kind, &ko, &kx, residual ? &kr : NULL, &kw, bias ? &kb : NULL, eps);
+}
+
+ptm_status ptm_op_layer_norm(ptm_tensor *out, const ptm_tensor *x, const ptm_tensor *residual,
+                             const ptm_tensor *weight, const ptm_tensor *bias, float eps)
+{
+    return norm("layer_norm", PTM_NORM_LAYER, out, x, residual, weight, bias, eps);
+}
+
+ptm_status ptm_op_rms_norm(ptm_tensor *out, const ptm_tensor *x, const ptm_tensor *residual,
+                           const ptm_tensor *weight, float eps)
+{
+    return norm("rms_norm", PTM_NORM_RMS, out, x, residual, weight, NULL, eps);
+}
+
+ptm_status ptm_op_softmax(ptm_tensor *out, const ptm_tensor *x)
+{
+    ptm_status st = same_device("softmax", out, x, NULL, NULL);
+    if (st == PTM_OK) {
+        st = same_shape("softmax", out, x);
+    }
+    if (st != PTM_OK) {
+        return st;
+    }
+    KERNEL(out->dev, softmax, "softmax");
+    KV(ko, out);
+    KV(kx, x);
+    return be_->softmax(ctx_, &ko, &kx);
+}
+
+ptm_status ptm_op_embedding(ptm_tensor *out, const ptm_tensor *table, const ptm_tensor *ids)
+{
+    ptm_status st = same_device("embedding", out, table, ids, NULL);
+    if (st != PTM_OK) {
+        return st;
+    }
+    if (table->ndim != 2 || (ids->dtype != PTM_I32 && ids->dtype != PTM_I64) ||
+        ptm_tensor_numel(ids) != rows_of(out) || last_dim(out) != table->ne[1]) {
+        return ptm__fail(PTM_E_INVAL,
+                         "op embedding: table [%lld x %lld], %lld ids, out "
+                         "[%lld x %lld] do not fit",
+                         (long long)table->ne[0], (long long)table->ne[1],
+                         (long long)ptm_tensor_numel(ids), (long long)rows_of(out),
+                         (long long)last_dim(out));
+    }
+    KERNEL(out->dev, embedding, "embedding");
+    KV(ko, out);
+    KV(kt, table);
+    KV(ki, ids);
+    return be_->embedding(ctx_, &ko, &kt, &ki);
+}
+
+ptm_status ptm_op_attention(ptm_tensor *out, const ptm_tensor *q, const ptm_tensor *k,
+                            const ptm_tensor *v, float scale, const struct ptm_attention_opts *opts)
+{
+    const ptm_tensor *mask = opts ? opts->key_mask : NULL;
+    const ptm_tensor *bias = opts ? opts->bias : NULL;
+    ptm_status st = same_device("attention", out, q, k, v);
+    if (st == PTM_OK) {
+        st = same_device("attention", out, mask, bias, NULL);
+    }
+    if (st != PTM_OK) {
+        return st;
+    }
+    if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4 || out->ndim != 4 ||
+        memcmp(out->ne, q->ne, sizeof q->ne) != 0 || memcmp(k->ne, v->ne, sizeof k->ne) != 0 ||
+        k->ne[0] != q->ne[0] || k->ne[3] != q->ne[3] || k->ne[2] == 0 || q->ne[2] % k->ne[2] != 0) {
+        return ptm__fail(PTM_E_INVAL, "op attention: q, k, v, out shapes do not fit "
+                                      "[B, S, H, D] with H a multiple of the key heads");
+    }
+    if (mask != NULL && (mask->ndim != 2 || mask->ne[0] != q->ne[0] || mask->ne[1] != k->ne[1])) {
+        return ptm__fail(PTM_E_INVAL, "op attention: key mask is not [batch, keys]");
+    }
+    KERNEL(out->dev, attention, "attention");
+    KV(ko, out);
+    KV(kq, q);
+    KV(kk, k);
+    KV(kvv, v);
+    struct ptm_kview km, kb;
+    if (mask != NULL) {
+        ptm__tensor_kview(mask, &km);
+    }
+    if (bias != NULL) {
+        ptm__tensor_kview(bias, &kb);
+    }
+    struct ptm_attn_args args = {
+        .struct_size = sizeof args,
+        .out = &ko,
+        .q = &kq,
+        .k = &kk,
+        .v = &kvv,
+        .key_mask = mask ? &km : NULL,
+        .bias = bias ? &kb : NULL,
+        .scale = scale,
+        .causal = opts ? opts->causal : 0,
+        .q_offset = opts ? opts->q_offset : 0,
+    };
+    return be_->attention(ctx_, &args);
+}
+
+ptm_status ptm_op_convert(ptm_tensor *out, const ptm_tensor *x)
+{
+    ptm_status st = same_device("convert", out, x, NULL, NULL);
+    if (st != PTM_OK) {
+        return st;
+    }
+    if (ptm_tensor_numel(out) != ptm_tensor_numel(x) || !ptm_tensor_is_contiguous(out)) {
+        return ptm__fail(PTM_E_INVAL, "op convert: out must be contiguous with x's size");
+    }
+    KERNEL(out->dev, convert, "convert");
+    KV(ko, out);
+    KV(kx, x);
+    return be_->convert(ctx_, &ko, &kx);
+}
