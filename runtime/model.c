@@ -156,11 +156,12 @@ void ptm_model_free(ptm_model *m)
         return;
     }
     free_params(m);
-    for (int k = 0; k < 3; k++) {
-        for (size_t i = 0; i < m->info[k].n; i++) {
-            ptm__free(m->info[k].names[i]);
+    struct ptm__name_list *lists[] = {&m->info[0], &m->info[1], &m->info[2], &m->tags};
+    for (int k = 0; k < 4; k++) {
+        for (size_t i = 0; i < lists[k]->n; i++) {
+            ptm__free(lists[k]->names[i]);
         }
-        ptm__free(m->info[k].names);
+        ptm__free(lists[k]->names);
     }
     ptm_config_free(m->cfg);
     ptm__free(m->dir);
@@ -261,6 +262,19 @@ static void fill(float *x, int64_t n, const struct ptm_param_init *init, struct 
     }
 }
 
+void ptm__model_init_rows(const ptm_model *m, const struct ptm__param *p, float *data, int64_t rows,
+                          int64_t cols, int64_t from)
+{
+    /* A stream of its own (salted) so resized rows differ from the first init's rows. */
+    uint64_t x = m->seed ^ hash_name(p->name) ^ 0x7265736f72ull;
+    struct rng r = {{splitmix(&x), splitmix(&x), splitmix(&x), splitmix(&x)}};
+    fill(data + from * cols, (rows - from) * cols, &p->init, &r);
+    int64_t pad = p->init.padding_idx;
+    if (p->init.struct_size >= sizeof p->init && pad >= from && pad < rows) {
+        memset(data + pad * cols, 0, (size_t)cols * sizeof *data);
+    }
+}
+
 static ptm_status init_param(ptm_model *m, struct ptm__param *p)
 {
     int64_t n = 1;
@@ -291,7 +305,7 @@ static ptm_status init_param(ptm_model *m, struct ptm__param *p)
 
 /* Tie each pair {tied, source} the class lists. The input/output embedding pair follows
  * config tie_word_embeddings (default true); other pairs (a head's bias) always tie. */
-static ptm_status tie(ptm_model *m)
+ptm_status ptm__model_tie(ptm_model *m)
 {
     int32_t tie_emb = 1;
     if (ptm_config_get_bool(m->cfg, "tie_word_embeddings", &tie_emb) != PTM_OK) {
@@ -343,7 +357,7 @@ ptm_status ptm__model_finish(ptm_model *m, int record_missing)
             return st;
         }
     }
-    ptm_status st = tie(m);
+    ptm_status st = ptm__model_tie(m);
     for (size_t i = 0; st == PTM_OK && i < m->n_params; i++) {
         if (m->params[i].t == NULL) {
             st = ptm__fail(PTM_E_INTERNAL, "model: parameter %s has no tensor after tying",

@@ -35,8 +35,14 @@ struct ptm_model {
     size_t index_cap;
     char *dir;
     struct ptm__name_list info[3];
+    struct ptm__name_list tags; /* add_model_tags, for the model card */
     uint64_t seed;
 };
+
+/* Fill p's rows [from, rows) by its init spec from the model's seed (row-wise, [rows, cols]
+ * host floats in data). */
+void ptm__model_init_rows(const ptm_model *m, const struct ptm__param *p, float *data, int64_t rows,
+                          int64_t cols, int64_t from);
 
 /* A model of cls with cfg (taken over) on dev, parameters declared, none filled. */
 ptm_status ptm__model_create(ptm_config *cfg, const struct ptm__arch_entry *arch,
@@ -49,6 +55,9 @@ long ptm__model_find(const ptm_model *m, const char *name);
 /* Fill every parameter that has no tensor yet by its init spec, then tie, then the class's
  * init_weights hook; names filled are appended to the missing list when record is set. */
 ptm_status ptm__model_finish(ptm_model *m, int record_missing);
+
+/* Tie each pair the class lists (the embedding pair only when tie_word_embeddings). */
+ptm_status ptm__model_tie(ptm_model *m);
 
 ptm_status ptm__name_list_add(struct ptm__name_list *l, const char *name);
 

@@ -199,3 +199,147 @@ Test(model, num_parameters_counts_tied_weights_once)
     cr_assert_eq(all - no_emb, 128 * 32 + 64 * 32 + 2 * 32);
     ptm_model_free(m);
 }
+
+/* Run dir's fixture inputs through m; return the max abs error against the fixture outputs. */
+static double fixture_error(ptm_model *m, const char *dir)
+{
+    char path[512];
+    ptm_device *cpu = ptm_model_device(m);
+    ptm_st_file *inf = NULL, *outf = NULL;
+    snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+    cr_assert_eq(ptm_st_open(path, &inf), PTM_OK);
+    snprintf(path, sizeof path, "%s/outputs.safetensors", dir);
+    cr_assert_eq(ptm_st_open(path, &outf), PTM_OK);
+    ptm_tensor_map *in = NULL, *out = NULL;
+    ptm_tensor_map_new(&in);
+    ptm_tensor_map_new(&out);
+    for (size_t i = 0; i < ptm_st_count(inf); i++) {
+        const struct ptm_st_tensor *t = ptm_st_at(inf, i);
+        ptm_tensor *x = NULL;
+        cr_assert_eq(ptm_tensor_from_host(cpu, t->dtype, t->ndim, t->shape, t->data, &x), PTM_OK);
+        ptm_tensor_map_set(in, t->name, x);
+        ptm_tensor_free(x);
+    }
+    cr_assert_eq(ptm_model_forward(m, in, out, 1), PTM_OK, "%s", ptm_last_error());
+    double worst = 0;
+    for (size_t i = 0; i < ptm_st_count(outf); i++) {
+        const struct ptm_st_tensor *w = ptm_st_at(outf, i);
+        ptm_tensor *g = ptm_tensor_map_get(out, w->name);
+        cr_assert_not_null(g, "%s missing", w->name);
+        const float *gv = ptm_tensor_data(g), *wv = w->data;
+        for (size_t k = 0; k < w->nbytes / 4; k++) {
+            double d = fabs((double)gv[k] - wv[k]);
+            worst = d > worst ? d : worst;
+        }
+    }
+    ptm_tensor_map_free(in);
+    ptm_tensor_map_free(out);
+    ptm_st_close(inf);
+    ptm_st_close(outf);
+    return worst;
+}
+
+Test(model, a_pruned_checkpoint_loads_back_and_matches_transformers)
+{
+    ptm_model *m = load(FIXTURE("bert-tiny-pruned"), NULL);
+    cr_assert_eq(
+        ptm_tensor_dim(ptm_model_param(m, "encoder.layer.0.attention.self.query.weight"), 0), 16);
+    cr_assert_eq(ptm_model_n_pruned_heads(m, 0), 2);
+    double e = fixture_error(m, FIXTURE("bert-tiny-pruned"));
+    cr_assert(e <= 1e-4, "max abs error %g", e);
+    ptm_model_free(m);
+}
+
+Test(model, pruning_heads_matches_transformers_and_saves_loadably)
+{
+    ptm_model *m = load(FIXTURE("bert-tiny"), NULL);
+    const int32_t l0[] = {0, 2}, l1[] = {3};
+    cr_assert_eq(ptm_model_prune_heads(m, 0, l0, 2), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_model_prune_heads(m, 1, l1, 1), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_model_prune_heads(m, 0, l0, 1), PTM_OK); /* already pruned: no-op */
+    double e = fixture_error(m, FIXTURE("bert-tiny-pruned"));
+    cr_assert(e <= 1e-4, "max abs error %g", e);
+    const int32_t bad[] = {9};
+    cr_assert_eq(ptm_model_prune_heads(m, 0, bad, 1), PTM_E_RANGE);
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    cr_assert_eq(ptm_model_save(m, dir, NULL), PTM_OK, "%s", ptm_last_error());
+    ptm_model *back = load(dir, NULL);
+    assert_same_weights(m, back);
+    e = fixture_error(back, FIXTURE("bert-tiny-pruned"));
+    cr_assert(e <= 1e-4, "reloaded: max abs error %g", e);
+    ptm_model_free(back);
+    ptm_model_free(m);
+    rm_rf(dir);
+}
+
+Test(model, resize_token_embeddings_keeps_old_rows_and_follows_hf)
+{
+    ptm_model *m = load(FIXTURE("bert-tiny-mlm"), NULL);
+    ptm_tensor *old = ptm_model_input_embeddings(m);
+    int64_t dim = ptm_tensor_dim(old, 1), rows = ptm_tensor_dim(old, 0);
+    float *before = malloc(ptm_tensor_nbytes(old));
+    memcpy(before, ptm_tensor_data(old), ptm_tensor_nbytes(old));
+    cr_assert_eq(ptm_model_resize_token_embeddings(m, rows + 3, 8, 1), PTM_OK, "%s",
+                 ptm_last_error());
+    int64_t want = (rows + 3 + 7) / 8 * 8;
+    ptm_tensor *emb = ptm_model_input_embeddings(m);
+    cr_assert_eq(ptm_tensor_dim(emb, 0), want);
+    int64_t v = 0;
+    cr_assert_eq(ptm_config_get_int(ptm_model_config(m), "vocab_size", &v), PTM_OK);
+    cr_assert_eq(v, want);
+    const float *e = ptm_tensor_data(emb);
+    cr_assert_eq(memcmp(e, before, (size_t)(rows * dim) * 4), 0, "old rows changed");
+    /* mean_resizing: new rows are the old mean plus noise of 1e-9 x covariance. */
+    for (int64_t j = 0; j < dim; j++) {
+        double mean = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            mean += before[r * dim + j] / (double)rows;
+        }
+        cr_assert(fabs(e[rows * dim + j] - mean) < 1e-3, "dim %lld: %g vs mean %g", (long long)j,
+                  e[rows * dim + j], mean);
+    }
+    /* Tied output embeddings and the output bias follow. */
+    cr_assert_eq(ptm_tensor_data(ptm_model_output_embeddings(m)), e);
+    ptm_tensor *bias = ptm_model_param(m, "cls.predictions.bias");
+    cr_assert_eq(ptm_tensor_dim(bias, 0), want);
+    cr_assert_eq(((const float *)ptm_tensor_data(bias))[want - 1], 0.0f);
+    cr_assert_eq(ptm_tensor_data(ptm_model_param(m, "cls.predictions.decoder.bias")),
+                 ptm_tensor_data(bias));
+    free(before);
+    ptm_model_free(m);
+}
+
+Test(model, set_input_embeddings_reties_the_output_embeddings)
+{
+    ptm_model *m = load(FIXTURE("bert-tiny-mlm"), NULL);
+    int64_t shape[2] = {130, 32};
+    ptm_tensor *t = NULL;
+    cr_assert_eq(ptm_tensor_new(ptm_model_device(m), PTM_F32, 2, shape, &t), PTM_OK);
+    memset(ptm_tensor_data(t), 0, ptm_tensor_nbytes(t));
+    cr_assert_eq(ptm_model_set_input_embeddings(m, t), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_model_input_embeddings(m), t);
+    cr_assert_eq(ptm_tensor_data(ptm_model_output_embeddings(m)), ptm_tensor_data(t));
+    int64_t bad_shape[2] = {130, 31};
+    ptm_tensor *bad = NULL;
+    cr_assert_eq(ptm_tensor_new(ptm_model_device(m), PTM_F32, 2, bad_shape, &bad), PTM_OK);
+    cr_assert_eq(ptm_model_set_input_embeddings(m, bad), PTM_E_INVAL);
+    ptm_tensor_free(bad);
+    ptm_tensor_free(t);
+    ptm_model_free(m);
+}
+
+Test(model, resize_position_embeddings_goes_through_the_architecture)
+{
+    ptm_model *m = load(FIXTURE("bert-tiny"), NULL);
+    cr_assert_eq(ptm_model_resize_position_embeddings(m, 80), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_tensor_dim(ptm_model_param(m, "embeddings.position_embeddings.weight"), 0),
+                 80);
+    int64_t v = 0;
+    ptm_config_get_int(ptm_model_config(m), "max_position_embeddings", &v);
+    cr_assert_eq(v, 80);
+    /* The first 64 rows are unchanged, so outputs on the 12-token fixture are too. */
+    double e = fixture_error(m, FIXTURE("bert-tiny"));
+    cr_assert(e <= 1e-4, "max abs error %g", e);
+    ptm_model_free(m);
+}

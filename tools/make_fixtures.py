@@ -76,11 +76,11 @@ BASE = dict(
 
 
 def spec(cls, overrides=None, hidden_states=False, dtype=torch.float32, model_kwargs=None,
-         notes=None):
+         notes=None, prune=None):
     cfg = dict(BASE)
     cfg.update(overrides or {})
     return dict(cls=cls, config=cfg, hidden_states=hidden_states, dtype=dtype,
-                model_kwargs=model_kwargs or {}, notes=notes)
+                model_kwargs=model_kwargs or {}, notes=notes, prune=prune)
 
 
 HEAD_NOTE = ("last_hidden_state is the encoder's sequence output (hidden_states[-1] of the head "
@@ -103,6 +103,10 @@ FIXTURES = {
     "bert-tiny-tokcls": spec(BertForTokenClassification, {"num_labels": 5}, notes=HEAD_NOTE),
     "bert-tiny-qa": spec(BertForQuestionAnswering, notes=HEAD_NOTE),
     "bert-tiny-bf16": spec(BertModel, hidden_states=True, dtype=torch.bfloat16),
+    # bert-tiny's very weights, then transformers' own prune_heads: config.pruned_heads
+    # records it, so the checkpoint loads back pruned; ptm pruning bert-tiny must match too.
+    "bert-tiny-pruned": spec(BertModel, prune={0: [0, 2], 1: [3]},
+                             notes="bert-tiny pruned with model.prune_heads({0: [0, 2], 1: [3]})"),
 }
 
 
@@ -139,8 +143,31 @@ def build_model(fx):
     randomize_(model)
     if hasattr(model, "tie_weights"):
         model.tie_weights()
+    if fx["prune"]:
+        prune_heads_(model, fx["prune"])
     model.eval()
     return model
+
+
+def prune_heads_(model, heads_by_layer):
+    """transformers 4.x BertSelfAttention.prune_heads, which 5.x removed: drop the heads'
+    rows of Q, K, V and columns of the output projection, and record config.pruned_heads."""
+    from transformers.pytorch_utils import prune_linear_layer
+    for layer, heads in heads_by_layer.items():
+        attn = model.encoder.layer[layer].attention
+        head_dim = attn.self.attention_head_size
+        n_heads = model.config.num_attention_heads
+        keep = [h for h in range(n_heads) if h not in heads]
+        index = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in keep])
+        attn.self.query = prune_linear_layer(attn.self.query, index)
+        attn.self.key = prune_linear_layer(attn.self.key, index)
+        attn.self.value = prune_linear_layer(attn.self.value, index)
+        attn.output.dense = prune_linear_layer(attn.output.dense, index, dim=1)
+        for name in ("num_attention_heads", "all_head_size"):
+            if hasattr(attn.self, name):
+                setattr(attn.self, name, len(keep) * (1 if name == "num_attention_heads"
+                                                      else head_dim))
+    model.config.pruned_heads = {int(k): sorted(v) for k, v in heads_by_layer.items()}
 
 
 def save_checkpoint(model, directory):
@@ -224,8 +251,10 @@ def make_fixture(name, fx, out_dir):
         model = model.to(fx["dtype"])
     save_checkpoint(model, directory)
     # Outputs come from the checkpoint as transformers reloads it, so the fixture is exactly
-    # what from_pretrained(dir) computes.
-    model = load_model(fx, directory)
+    # what from_pretrained(dir) computes. transformers 5 cannot reload a pruned checkpoint
+    # (it dropped pruned_heads), so a pruned fixture's outputs come from the pruned model.
+    if not fx["prune"]:
+        model = load_model(fx, directory)
     inputs = make_inputs(fx["config"]["vocab_size"])
     outputs = run_model(model, inputs, fx["hidden_states"])
     save_file(inputs, str(directory / "inputs.safetensors"))
@@ -239,7 +268,8 @@ def make_fixture(name, fx, out_dir):
 def check_fixture(name, fx, out_dir):
     """Reload the checkpoint with from_pretrained and compare against the stored outputs."""
     directory = out_dir / name
-    model = load_model(fx, directory)
+    # A pruned checkpoint cannot be reloaded by transformers 5: rebuild it in memory.
+    model = build_model(fx) if fx["prune"] else load_model(fx, directory)
     inputs = load_file(str(directory / "inputs.safetensors"))
     stored = load_file(str(directory / "outputs.safetensors"))
     fresh = run_model(model, inputs, fx["hidden_states"])

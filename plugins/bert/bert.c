@@ -4,6 +4,7 @@
  * _init_weights rules, and the built-in names. The forward passes are in bert_forward.c.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bert.h"
@@ -93,15 +94,18 @@ static ptm_status declare_encoder(const struct declarer *d, const struct bert_hp
     TRY(param(d, "embeddings.token_type_embeddings.weight", 2, hp->type_vocab, hp->hidden,
               PTM_INIT_NORMAL, -1));
     TRY(layer_norm(d, "embeddings.LayerNorm", hp->hidden));
+    int64_t head_dim = hp->hidden / hp->heads;
     for (int64_t i = 0; i < hp->layers; i++) {
         char n[160];
         static const char *const qkv[] = {"query", "key", "value"};
+        /* A pruned layer (config pruned_heads) is narrower. */
+        int64_t width = (hp->heads - ptm_model_n_pruned_heads(d->m, (int32_t)i)) * head_dim;
         for (int k = 0; k < 3; k++) {
             snprintf(n, sizeof n, "encoder.layer.%lld.attention.self.%s", (long long)i, qkv[k]);
-            TRY(linear(d, n, hp->hidden, hp->hidden));
+            TRY(linear(d, n, width, hp->hidden));
         }
         snprintf(n, sizeof n, "encoder.layer.%lld.attention.output.dense", (long long)i);
-        TRY(linear(d, n, hp->hidden, hp->hidden));
+        TRY(linear(d, n, hp->hidden, width));
         snprintf(n, sizeof n, "encoder.layer.%lld.attention.output.LayerNorm", (long long)i);
         TRY(layer_norm(d, n, hp->hidden));
         snprintf(n, sizeof n, "encoder.layer.%lld.intermediate.dense", (long long)i);
@@ -180,6 +184,99 @@ static ptm_status declare_qa(ptm_model *m)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Hooks */
+
+/* The encoder's parameter prefix of m's class: "" for BertModel, "bert." for heads. */
+static const char *encoder_prefix(const ptm_model *m)
+{
+    return ptm_model_class(m)->is_base ? "" : "bert.";
+}
+
+/* Copy the kept blocks of a [rows, cols] tensor: along rows (by_rows) or columns, blocks of
+ * `block` rows/columns, keep[k] saying whether block k stays. Byte copies, any dtype. */
+static ptm_status keep_blocks(ptm_model *m, const char *name, int by_rows, int64_t block,
+                              const unsigned char *keep, int64_t n_blocks)
+{
+    ptm_tensor *t = ptm_model_param(m, name), *nt = NULL;
+    int32_t nd = ptm_tensor_ndim(t);
+    int64_t rows = ptm_tensor_dim(t, 0), cols = nd == 2 ? ptm_tensor_dim(t, 1) : 1;
+    size_t es = ptm_dtype_size(ptm_tensor_dtype(t));
+    int64_t kept = 0;
+    for (int64_t k = 0; k < n_blocks; k++) {
+        kept += keep[k];
+    }
+    int64_t shape[2] = {by_rows ? kept * block : rows, by_rows ? cols : kept * block};
+    char *src = malloc(ptm_tensor_nbytes(t) + 1), *dst = malloc(ptm_tensor_nbytes(t) + 1);
+    ptm_status st = src && dst ? ptm_tensor_read(t, src, ptm_tensor_nbytes(t))
+                               : ptm_error_set(PTM_E_NOMEM, "bert: out of memory pruning");
+    size_t w = 0;
+    for (int64_t r = 0; st == PTM_OK && r < (by_rows ? n_blocks : rows); r++) {
+        if (by_rows && keep[r]) { /* a block of `block` rows */
+            memcpy(dst + w, src + (size_t)(r * block * cols) * es, (size_t)(block * cols) * es);
+            w += (size_t)(block * cols) * es;
+        }
+        for (int64_t k = 0; !by_rows && k < n_blocks; k++) {
+            if (keep[k]) {
+                memcpy(dst + w, src + (size_t)(r * cols + k * block) * es, (size_t)block * es);
+                w += (size_t)block * es;
+            }
+        }
+    }
+    if (st == PTM_OK) {
+        st = ptm_tensor_new(ptm_tensor_device(t), ptm_tensor_dtype(t), nd, shape, &nt);
+    }
+    if (st == PTM_OK && (st = ptm_tensor_write(nt, dst, w)) == PTM_OK) {
+        st = ptm_model_replace_param(m, name, nt);
+    }
+    ptm_tensor_free(nt);
+    free(src);
+    free(dst);
+    return st;
+}
+
+/* Remove heads (indices among the layer's current heads) from Q, K, V and the output
+ * projection's input columns, as HF's BertSelfAttention.prune_heads does. */
+static ptm_status bert_prune_heads(ptm_model *m, int32_t layer, const int32_t *heads, int32_t n)
+{
+    struct bert_hparams hp;
+    TRY(bert_hparams(m, &hp));
+    int64_t hd = hp.hidden / hp.heads;
+    char name[200];
+    const char *pf = encoder_prefix(m);
+    snprintf(name, sizeof name, "%sencoder.layer.%d.attention.self.query.weight", pf, (int)layer);
+    int64_t cur = ptm_tensor_dim(ptm_model_param(m, name), 0) / hd;
+    unsigned char keep[4096];
+    if (cur <= 0 || cur > 4096) {
+        return ptm_error_set(PTM_E_INTERNAL, "bert: layer %d has %lld heads", (int)layer,
+                             (long long)cur);
+    }
+    memset(keep, 1, (size_t)cur);
+    for (int32_t i = 0; i < n; i++) {
+        if (heads[i] >= 0 && heads[i] < cur) {
+            keep[heads[i]] = 0;
+        }
+    }
+    static const char *const qkv[] = {"query", "key", "value"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(name, sizeof name, "%sencoder.layer.%d.attention.self.%s.weight", pf, (int)layer,
+                 qkv[k]);
+        TRY(keep_blocks(m, name, 1, hd, keep, cur));
+        snprintf(name, sizeof name, "%sencoder.layer.%d.attention.self.%s.bias", pf, (int)layer,
+                 qkv[k]);
+        TRY(keep_blocks(m, name, 1, hd, keep, cur));
+    }
+    snprintf(name, sizeof name, "%sencoder.layer.%d.attention.output.dense.weight", pf, (int)layer);
+    return keep_blocks(m, name, 0, hd, keep, cur);
+}
+
+static ptm_status bert_resize_positions(ptm_model *m, int64_t n)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%sembeddings.position_embeddings.weight", encoder_prefix(m));
+    return ptm_model_resize_param(m, name, n);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 static const char *const mlm_tied[] = {
     "cls.predictions.decoder.weight",
@@ -246,6 +343,8 @@ static const struct ptm_arch bert_arch = {
     .fields = bert_fields,
     .classes = bert_classes,
     .builtins = bert_builtins,
+    .prune_heads = bert_prune_heads,
+    .resize_position_embeddings = bert_resize_positions,
 };
 
 static ptm_status bert_register(const struct ptm_registrar *reg)

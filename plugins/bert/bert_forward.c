@@ -199,26 +199,54 @@ done:
 
 #define LP(fmt) P(r->m, r->prefix, "encoder.layer.%lld." fmt, (long long)i)
 
+/* Attention of layer i: x -> ctx ([B, S, width]); width is hidden unless heads were pruned,
+ * in which case the layer gets buffers of its own width. */
+static ptm_status attend(struct run *r, int64_t i, ptm_tensor *x, ptm_tensor **ctx_out)
+{
+    ptm_status st;
+    const uint32_t lin = PTM_MM_TRANS_B;
+    int64_t hd = r->hp.hidden / r->hp.heads;
+    int64_t width = ptm_tensor_dim(LP("attention.self.query.weight"), 0), heads = width / hd;
+    ptm_tensor *q = r->q, *k = r->k, *v = r->v, *ctx = r->ctx;
+    ptm_tensor *q4 = NULL, *k4 = NULL, *v4 = NULL, *c4 = NULL;
+    ptm_tensor *own[4] = {NULL, NULL, NULL, NULL};
+    if (width != r->hp.hidden) {
+        for (int j = 0; j < 4; j++) {
+            TRY(new3(r->dev, r->B, r->S, width, &own[j]));
+        }
+        q = own[0], k = own[1], v = own[2], ctx = own[3];
+    }
+    TRY(ptm_op_matmul(q, x, LP("attention.self.query.weight"), LP("attention.self.query.bias"),
+                      lin));
+    TRY(ptm_op_matmul(k, x, LP("attention.self.key.weight"), LP("attention.self.key.bias"), lin));
+    TRY(ptm_op_matmul(v, x, LP("attention.self.value.weight"), LP("attention.self.value.bias"),
+                      lin));
+    TRY(view4(q, r->B, r->S, heads, hd, &q4));
+    TRY(view4(k, r->B, r->S, heads, hd, &k4));
+    TRY(view4(v, r->B, r->S, heads, hd, &v4));
+    TRY(view4(ctx, r->B, r->S, heads, hd, &c4));
+    struct ptm_attention_opts o = {.struct_size = sizeof o, .key_mask = r->mask};
+    TRY(ptm_op_attention(c4, q4, k4, v4, (float)(1.0 / sqrt((double)hd)), &o));
+    *ctx_out = ptm_tensor_retain(ctx);
+done:
+    for (int j = 0; j < 4; j++) {
+        ptm_tensor_free(own[j]);
+    }
+    ptm_tensor_free(q4);
+    ptm_tensor_free(k4);
+    ptm_tensor_free(v4);
+    ptm_tensor_free(c4);
+    return st;
+}
+
 /* One encoder layer: x (in) -> out; out may be x. */
 static ptm_status layer(struct run *r, int64_t i, ptm_tensor *x, ptm_tensor *out)
 {
     ptm_status st;
     const uint32_t lin = PTM_MM_TRANS_B;
-    ptm_tensor *q4 = NULL, *k4 = NULL, *v4 = NULL, *c4 = NULL;
-    int64_t hd = r->hp.hidden / r->hp.heads;
-    TRY(ptm_op_matmul(r->q, x, LP("attention.self.query.weight"), LP("attention.self.query.bias"),
-                      lin));
-    TRY(ptm_op_matmul(r->k, x, LP("attention.self.key.weight"), LP("attention.self.key.bias"),
-                      lin));
-    TRY(ptm_op_matmul(r->v, x, LP("attention.self.value.weight"), LP("attention.self.value.bias"),
-                      lin));
-    TRY(view4(r->q, r->B, r->S, r->hp.heads, hd, &q4));
-    TRY(view4(r->k, r->B, r->S, r->hp.heads, hd, &k4));
-    TRY(view4(r->v, r->B, r->S, r->hp.heads, hd, &v4));
-    TRY(view4(r->ctx, r->B, r->S, r->hp.heads, hd, &c4));
-    struct ptm_attention_opts o = {.struct_size = sizeof o, .key_mask = r->mask};
-    TRY(ptm_op_attention(c4, q4, k4, v4, (float)(1.0 / sqrt((double)hd)), &o));
-    TRY(ptm_op_matmul(r->tmp, r->ctx, LP("attention.output.dense.weight"),
+    ptm_tensor *ctx = NULL;
+    TRY(attend(r, i, x, &ctx));
+    TRY(ptm_op_matmul(r->tmp, ctx, LP("attention.output.dense.weight"),
                       LP("attention.output.dense.bias"), lin));
     TRY(ptm_op_layer_norm(r->h1, r->tmp, x, LP("attention.output.LayerNorm.weight"),
                           LP("attention.output.LayerNorm.bias"), (float)r->hp.eps));
@@ -229,10 +257,7 @@ static ptm_status layer(struct run *r, int64_t i, ptm_tensor *x, ptm_tensor *out
     TRY(ptm_op_layer_norm(out, r->tmp, r->h1, LP("output.LayerNorm.weight"),
                           LP("output.LayerNorm.bias"), (float)r->hp.eps));
 done:
-    ptm_tensor_free(q4);
-    ptm_tensor_free(k4);
-    ptm_tensor_free(v4);
-    ptm_tensor_free(c4);
+    ptm_tensor_free(ctx);
     return st;
 }
 

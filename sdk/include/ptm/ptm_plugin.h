@@ -190,7 +190,11 @@ struct ptm_arch {
     const struct ptm_config_alias *aliases;  /* attribute_map, END-terminated; may be NULL */
     const struct ptm_model_class *classes;   /* END-terminated (name NULL) */
     const struct ptm_builtin_name *builtins; /* END-terminated; may be NULL */
-    /* Optional hooks; NULL means PTM_E_UNSUPPORTED with a message naming the model type. */
+    /* Optional hooks; NULL means PTM_E_UNSUPPORTED with a message naming the model type.
+     * prune_heads gets the heads to remove as indices into the layer's current heads (the
+     * runtime maps HF's original numbering, and records it in config pruned_heads); it
+     * replaces the layer's parameters with ptm_model_replace_param. Declare hooks size pruned
+     * layers with ptm_model_n_pruned_heads. */
     ptm_status (*prune_heads)(ptm_model *m, int32_t layer, const int32_t *heads, int32_t n);
     ptm_status (*resize_position_embeddings)(ptm_model *m, int64_t n_positions);
 };
