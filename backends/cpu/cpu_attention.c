@@ -1,0 +1,640 @@
+/*
+ * cpu_attention.c - fused scaled-dot-product attention over strided Q/K/V/O views, with GQA,
+ * key padding mask, causal mask with a KV-cache offset, and an additive per-head bias (T5).
+ *
+ * One task is one (batch, head, block of ATTN_QB queries). A task copies the keys it can see
+ * into a transposed [D, keys] scratch, so the scores of 4 queries against 32 keys (16 on AVX2)
+ * are D steps of shared Kt loads and broadcast-FMAs. Then per query an exact two-pass softmax
+ * (max, exp-sum), and the 4 queries' weighted sums of V rows in one pass over V. Scratch per
+ * thread is O(D * Sk); the B x H x Sq x Sk score tensor never exists. Masked and causally
+ * hidden keys get weight exactly 0; a row that sees no key at all outputs zeros rather than
+ * HF's uniform average over masked keys. AVX-512 and AVX2 share the algorithm; the scalar path
+ * (and heads wider than ATTN_MAX_SIMD_D) computes one query at a time. Kernels with
+ * compile-time tile sizes are instantiated through switch tables so their accumulators stay
+ * in registers.
+ */
+#include "cpu_kernels.h"
+#include "cpu_simd.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ATTN_QB         128
+#define ATTN_MAX_SIMD_D 128 /* wider heads take the scalar path */
+
+struct attn_job {
+    const struct cpu_attention *a;
+    int32_t isa;
+    int64_t n_qblocks;
+    int64_t sk_pad;  /* Sk rounded up to 32 */
+    float **scratch; /* per thread: Kt [D][sk_pad], scores [4][sk_pad], mask [sk_pad] */
+};
+
+/* Keys [0, kend) of query i: kend = Sk, or the causal limit. */
+static int64_t attn_key_end(const struct cpu_attention *a, int64_t i)
+{
+    if (!a->is_causal) {
+        return a->Sk;
+    }
+    int64_t e = a->causal_offset + i + 1;
+    return e < 0 ? 0 : (e < a->Sk ? e : a->Sk);
+}
+
+/* s[j] += bias and mask for j < kn; returns the row max (-inf when every key is hidden). */
+static float attn_finish_scores(const struct cpu_attention *a, int64_t b, int64_t h, int64_t i,
+                                float *s, int64_t kn)
+{
+    const float *bias = a->bias ? a->bias + b * a->bias_bs + (h * a->Sq + i) * a->Sk : NULL;
+    const float *mask = a->key_mask ? a->key_mask + b * a->Sk : NULL;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < kn; j++) {
+        float v = s[j] * a->scale;
+        if (bias) {
+            v += bias[j];
+        }
+        if (mask && mask[j] == 0.0f) {
+            v = -INFINITY;
+        }
+        s[j] = v;
+        mx = v > mx ? v : mx;
+    }
+    return mx;
+}
+
+static void attn_query_scalar(const struct cpu_attention *a, int64_t b, int64_t h, int64_t i,
+                              float *s)
+{
+    int64_t hk = h / (a->H / a->Hkv);
+    const float *q = a->q + b * a->q_bs + i * a->q_ss + h * a->q_hs;
+    float *o = a->o + b * a->o_bs + i * a->o_ss + h * a->o_hs;
+    int64_t kn = attn_key_end(a, i);
+    for (int64_t j = 0; j < kn; j++) {
+        const float *k = a->k + b * a->k_bs + j * a->k_ss + hk * a->k_hs;
+        float acc = 0.0f;
+        for (int64_t d = 0; d < a->D; d++) {
+            acc += q[d] * k[d];
+        }
+        s[j] = acc;
+    }
+    float mx = attn_finish_scores(a, b, h, i, s, kn);
+    memset(o, 0, (size_t)a->D * sizeof(float));
+    if (mx == -INFINITY) {
+        return;
+    }
+    float sum = 0.0f;
+    for (int64_t j = 0; j < kn; j++) {
+        s[j] = expf(s[j] - mx);
+        sum += s[j];
+    }
+    float inv = 1.0f / sum;
+    for (int64_t j = 0; j < kn; j++) {
+        const float *v = a->v + b * a->v_bs + j * a->v_ss + hk * a->v_hs;
+        float p = s[j] * inv;
+        for (int64_t d = 0; d < a->D; d++) {
+            o[d] += p * v[d];
+        }
+    }
+}
+
+/* Kt[d * ld + j] = K[j][d] for j < kn, zero up to kn rounded to 32. */
+static CPU_AVX512 void attn_transpose_k(const struct cpu_attention *a, int64_t b, int64_t hk,
+                                        int64_t kn, float *kt, int64_t ld)
+{
+    int64_t kn32 = (kn + 31) / 32 * 32;
+    for (int64_t j0 = 0; j0 < kn32; j0 += 16) {
+        int64_t cnt = kn - j0 < 16 ? (kn - j0 > 0 ? kn - j0 : 0) : 16;
+        __mmask16 m = (__mmask16)((1u << cnt) - 1u);
+        __m512i idx = _mm512_mullo_epi32(
+            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+            _mm512_set1_epi32((int)a->k_ss));
+        const float *base = a->k + b * a->k_bs + j0 * a->k_ss + hk * a->k_hs;
+        for (int64_t d = 0; d < a->D; d++) {
+            __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base + d, 4);
+            _mm512_storeu_ps(kt + d * ld + j0, v);
+        }
+    }
+}
+
+/* Scores of NQ queries (compile-time, so the 2 * NQ accumulators stay in registers) against
+ * keys [0, kn): s[r * ld + j]. Each Kt load feeds NQ FMAs; 2 * NQ independent chains hide the
+ * FMA latency. */
+static inline __attribute__((always_inline)) CPU_AVX512 void
+attn_scores_512(const int NQ, int64_t D, const float *const *q, const float *kt, int64_t ld,
+                int64_t kn, float *s)
+{
+    for (int64_t j0 = 0; j0 < kn; j0 += 32) {
+        __m512 acc[4][2];
+#pragma GCC unroll 4
+        for (int r = 0; r < NQ; r++) {
+            acc[r][0] = _mm512_setzero_ps();
+            acc[r][1] = _mm512_setzero_ps();
+        }
+        for (int64_t d = 0; d < D; d++) {
+            __m512 k0 = _mm512_loadu_ps(kt + d * ld + j0);
+            __m512 k1 = _mm512_loadu_ps(kt + d * ld + j0 + 16);
+#pragma GCC unroll 4
+            for (int r = 0; r < NQ; r++) {
+                __m512 qd = _mm512_set1_ps(q[r][d]);
+                acc[r][0] = _mm512_fmadd_ps(qd, k0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(qd, k1, acc[r][1]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NQ; r++) {
+            _mm512_storeu_ps(s + r * ld + j0, acc[r][0]);
+            _mm512_storeu_ps(s + r * ld + j0 + 16, acc[r][1]);
+        }
+    }
+}
+
+static CPU_AVX512 void attn_scores_any_512(int nq, int64_t D, const float *const *q,
+                                           const float *kt, int64_t ld, int64_t kn, float *s)
+{
+    switch (nq) {
+    case 4:
+        attn_scores_512(4, D, q, kt, ld, kn, s);
+        break;
+    case 3:
+        attn_scores_512(3, D, q, kt, ld, kn, s);
+        break;
+    case 2:
+        attn_scores_512(2, D, q, kt, ld, kn, s);
+        break;
+    default:
+        attn_scores_512(1, D, q, kt, ld, kn, s);
+        break;
+    }
+}
+
+/* s[j] = exp(s[j] * scale + bias[j] + madd[j] - max) for j < kn (0 beyond); returns the sum,
+ * or 0 when every key is hidden. */
+static CPU_AVX512 float attn_softmax_512(float *s, int64_t kn, float scale, const float *bias,
+                                         const float *madd)
+{
+    __m512 vs = _mm512_set1_ps(scale), mx = _mm512_set1_ps(-INFINITY);
+    for (int64_t j0 = 0; j0 < kn; j0 += 16) {
+        __mmask16 m = kn - j0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kn - j0)) - 1u);
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(s + j0), vs);
+        if (bias) {
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + j0));
+        }
+        v = _mm512_add_ps(v, _mm512_loadu_ps(madd + j0));
+        _mm512_storeu_ps(s + j0, v);
+        mx = _mm512_mask_max_ps(mx, m, mx, v);
+    }
+    float m_row = _mm512_reduce_max_ps(mx);
+    if (m_row == -INFINITY) {
+        return 0.0f;
+    }
+    __m512 vm = _mm512_set1_ps(m_row), sum = _mm512_setzero_ps();
+    for (int64_t j0 = 0; j0 < kn; j0 += 16) {
+        __mmask16 m = kn - j0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kn - j0)) - 1u);
+        __m512 v = _mm512_loadu_ps(s + j0);
+        /* Hidden keys (-inf) must weigh exactly 0, below exp's underflow clamp. */
+        m &= _mm512_cmp_ps_mask(v, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+        __m512 e = _mm512_maskz_mov_ps(m, cpu_exp512(_mm512_sub_ps(v, vm)));
+        _mm512_storeu_ps(s + j0, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
+/* o[r] = inv[r] * sum_j p[r][j] V[j] for NQ queries and ND = ceil(D / 16), both fixed at
+ * compile time so the NQ * ND accumulators live in registers; each V load feeds NQ FMAs. */
+static inline __attribute__((always_inline)) CPU_AVX512 void
+attn_pv_512(const int NQ, const int ND, int64_t D, const float *p, int64_t ld, const float *inv,
+            int64_t kn, const float *v0, int64_t vss, float *const *o)
+{
+    __mmask16 last = (D % 16) ? (__mmask16)((1u << (D % 16)) - 1u) : (__mmask16)0xffff;
+    __m512 acc[16];
+#pragma GCC unroll 4
+    for (int r = 0; r < NQ; r++) {
+#pragma GCC unroll 8
+        for (int c = 0; c < ND; c++) {
+            acc[r * ND + c] = _mm512_setzero_ps();
+        }
+    }
+    for (int64_t j = 0; j < kn; j++) {
+        const float *v = v0 + j * vss;
+        __m512 vv[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < ND; c++) {
+            vv[c] =
+                c == ND - 1 ? _mm512_maskz_loadu_ps(last, v + c * 16) : _mm512_loadu_ps(v + c * 16);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NQ; r++) {
+            __m512 pr = _mm512_set1_ps(p[r * ld + j]);
+#pragma GCC unroll 8
+            for (int c = 0; c < ND; c++) {
+                acc[r * ND + c] = _mm512_fmadd_ps(pr, vv[c], acc[r * ND + c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NQ; r++) {
+        __m512 vinv = _mm512_set1_ps(inv[r]);
+#pragma GCC unroll 8
+        for (int c = 0; c < ND; c++) {
+            __m512 x = _mm512_mul_ps(acc[r * ND + c], vinv);
+            if (c == ND - 1) {
+                _mm512_mask_storeu_ps(o[r] + c * 16, last, x);
+            } else {
+                _mm512_storeu_ps(o[r] + c * 16, x);
+            }
+        }
+    }
+}
+
+/* At most 16 accumulators: 4 queries for D <= 64, 2 for D <= 128. */
+#define ATTN_PV_CASE(NQ, ND)                                                                       \
+    case (NQ)*16 + (ND):                                                                           \
+        attn_pv_512(NQ, ND, D, p, ld, inv, kn, v0, vss, o);                                        \
+        break;
+
+#define ATTN_PV_CASES                                                                              \
+    ATTN_PV_CASE(1, 1)                                                                             \
+    ATTN_PV_CASE(2, 1)                                                                             \
+    ATTN_PV_CASE(3, 1)                                                                             \
+    ATTN_PV_CASE(4, 1)                                                                             \
+    ATTN_PV_CASE(1, 2)                                                                             \
+    ATTN_PV_CASE(2, 2)                                                                             \
+    ATTN_PV_CASE(3, 2)                                                                             \
+    ATTN_PV_CASE(4, 2)                                                                             \
+    ATTN_PV_CASE(1, 3)                                                                             \
+    ATTN_PV_CASE(2, 3)                                                                             \
+    ATTN_PV_CASE(3, 3)                                                                             \
+    ATTN_PV_CASE(4, 3)                                                                             \
+    ATTN_PV_CASE(1, 4)                                                                             \
+    ATTN_PV_CASE(2, 4)                                                                             \
+    ATTN_PV_CASE(3, 4)                                                                             \
+    ATTN_PV_CASE(4, 4)                                                                             \
+    ATTN_PV_CASE(1, 5)                                                                             \
+    ATTN_PV_CASE(2, 5)                                                                             \
+    ATTN_PV_CASE(1, 6)                                                                             \
+    ATTN_PV_CASE(2, 6)                                                                             \
+    ATTN_PV_CASE(1, 7)                                                                             \
+    ATTN_PV_CASE(2, 7)                                                                             \
+    ATTN_PV_CASE(1, 8)                                                                             \
+    ATTN_PV_CASE(2, 8)
+
+static CPU_AVX512 void attn_pv_any_512(int nq, int64_t D, const float *p, int64_t ld,
+                                       const float *inv, int64_t kn, const float *v0, int64_t vss,
+                                       float *const *o)
+{
+    int nd = (int)((D + 15) / 16);
+    if (nq * nd > 16) {
+        int half = nq / 2;
+        attn_pv_any_512(half, D, p, ld, inv, kn, v0, vss, o);
+        attn_pv_any_512(nq - half, D, p + half * ld, ld, inv + half, kn, v0, vss, o + half);
+        return;
+    }
+    switch (nq * 16 + nd) {
+        ATTN_PV_CASES
+    default:
+        break;
+    }
+}
+
+/* Queries [i0, i1) of (b, h), four at a time: Kt holds the keys the last of them sees. */
+static CPU_AVX512 void attn_block_512(const struct cpu_attention *a, int64_t b, int64_t h,
+                                      int64_t i0, int64_t i1, const float *kt, int64_t ld, float *s,
+                                      const float *madd)
+{
+    int64_t hk = h / (a->H / a->Hkv);
+    const float *v0 = a->v + b * a->v_bs + hk * a->v_hs;
+    for (int64_t g = i0; g < i1; g += 4) {
+        int nq = i1 - g < 4 ? (int)(i1 - g) : 4;
+        const float *q[4];
+        float *o[4], inv[4];
+        for (int r = 0; r < nq; r++) {
+            q[r] = a->q + b * a->q_bs + (g + r) * a->q_ss + h * a->q_hs;
+            o[r] = a->o + b * a->o_bs + (g + r) * a->o_ss + h * a->o_hs;
+        }
+        int64_t kn_max = attn_key_end(a, g + nq - 1);
+        attn_scores_any_512(nq, a->D, q, kt, ld, kn_max, s);
+        for (int r = 0; r < nq; r++) {
+            int64_t i = g + r, kn = attn_key_end(a, i);
+            const float *bias = a->bias ? a->bias + b * a->bias_bs + (h * a->Sq + i) * a->Sk : NULL;
+            float *p = s + r * ld;
+            float sum = attn_softmax_512(p, kn, a->scale, bias, madd);
+            /* Keys this query does not see weigh 0 in the shared PV loop. */
+            int64_t from = sum > 0.0f ? (kn + 15) / 16 * 16 : 0;
+            for (int64_t j = from; j < kn_max; j++) {
+                p[j] = 0.0f;
+            }
+            inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
+        }
+        attn_pv_any_512(nq, a->D, s, ld, inv, kn_max, v0, a->v_ss, o);
+    }
+}
+
+/* ---- AVX2: the same algorithm on 8 lanes ---- */
+
+static CPU_AVX2 void attn_transpose_k_256(const struct cpu_attention *a, int64_t b, int64_t hk,
+                                          int64_t kn, float *kt, int64_t ld)
+{
+    int64_t kn32 = (kn + 31) / 32 * 32;
+    __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                     _mm256_set1_epi32((int)a->k_ss));
+    for (int64_t j0 = 0; j0 < kn32; j0 += 8) {
+        __m256 m = _mm256_castsi256_ps(cpu_mask256(kn - j0 > 0 ? kn - j0 : 0));
+        const float *base = a->k + b * a->k_bs + j0 * a->k_ss + hk * a->k_hs;
+        for (int64_t d = 0; d < a->D; d++) {
+            __m256 v = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base + d, idx, m, 4);
+            _mm256_storeu_ps(kt + d * ld + j0, v);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) CPU_AVX2 void
+attn_scores_256(const int NQ, int64_t D, const float *const *q, const float *kt, int64_t ld,
+                int64_t kn, float *s)
+{
+    for (int64_t j0 = 0; j0 < kn; j0 += 16) {
+        __m256 acc[4][2];
+#pragma GCC unroll 4
+        for (int r = 0; r < NQ; r++) {
+            acc[r][0] = _mm256_setzero_ps();
+            acc[r][1] = _mm256_setzero_ps();
+        }
+        for (int64_t d = 0; d < D; d++) {
+            __m256 k0 = _mm256_loadu_ps(kt + d * ld + j0);
+            __m256 k1 = _mm256_loadu_ps(kt + d * ld + j0 + 8);
+#pragma GCC unroll 4
+            for (int r = 0; r < NQ; r++) {
+                __m256 qd = _mm256_broadcast_ss(q[r] + d);
+                acc[r][0] = _mm256_fmadd_ps(qd, k0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(qd, k1, acc[r][1]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NQ; r++) {
+            _mm256_storeu_ps(s + r * ld + j0, acc[r][0]);
+            _mm256_storeu_ps(s + r * ld + j0 + 8, acc[r][1]);
+        }
+    }
+}
+
+static CPU_AVX2 void attn_scores_any_256(int nq, int64_t D, const float *const *q, const float *kt,
+                                         int64_t ld, int64_t kn, float *s)
+{
+    switch (nq) {
+    case 4:
+        attn_scores_256(4, D, q, kt, ld, kn, s);
+        break;
+    case 3:
+        attn_scores_256(3, D, q, kt, ld, kn, s);
+        break;
+    case 2:
+        attn_scores_256(2, D, q, kt, ld, kn, s);
+        break;
+    default:
+        attn_scores_256(1, D, q, kt, ld, kn, s);
+        break;
+    }
+}
+
+static CPU_AVX2 float attn_softmax_256(float *s, int64_t kn, float scale, const float *bias,
+                                       const float *madd)
+{
+    __m256 ninf = _mm256_set1_ps(-INFINITY), vs = _mm256_set1_ps(scale), mx = ninf;
+    for (int64_t j0 = 0; j0 < kn; j0 += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(s + j0), vs);
+        if (bias) {
+            v = _mm256_add_ps(v, cpu_load256(bias + j0, kn - j0));
+        }
+        v = _mm256_add_ps(v, _mm256_loadu_ps(madd + j0));
+        v = _mm256_blendv_ps(ninf, v, _mm256_castsi256_ps(cpu_mask256(kn - j0)));
+        _mm256_storeu_ps(s + j0, v);
+        mx = _mm256_max_ps(mx, v);
+    }
+    float m_row = cpu_hmax256(mx);
+    if (m_row == -INFINITY) {
+        return 0.0f;
+    }
+    __m256 vm = _mm256_set1_ps(m_row), sum = _mm256_setzero_ps();
+    for (int64_t j0 = 0; j0 < kn; j0 += 8) {
+        __m256 v = _mm256_loadu_ps(s + j0);
+        __m256 e =
+            _mm256_and_ps(cpu_exp256(_mm256_sub_ps(v, vm)), _mm256_cmp_ps(v, ninf, _CMP_NEQ_OQ));
+        _mm256_storeu_ps(s + j0, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    return cpu_hsum256(sum);
+}
+
+static inline __attribute__((always_inline)) CPU_AVX2 void
+attn_pv_256(const int NQ, const int ND, int64_t D, const float *p, int64_t ld, const float *inv,
+            int64_t kn, const float *v0, int64_t vss, float *const *o)
+{
+    __m256i last = cpu_mask256(D % 8 ? D % 8 : 8);
+    __m256 acc[16];
+#pragma GCC unroll 4
+    for (int r = 0; r < NQ; r++) {
+#pragma GCC unroll 16
+        for (int c = 0; c < ND; c++) {
+            acc[r * ND + c] = _mm256_setzero_ps();
+        }
+    }
+    for (int64_t j = 0; j < kn; j++) {
+        const float *v = v0 + j * vss;
+        __m256 vv[16];
+#pragma GCC unroll 16
+        for (int c = 0; c < ND; c++) {
+            vv[c] = c == ND - 1 ? _mm256_maskload_ps(v + c * 8, last) : _mm256_loadu_ps(v + c * 8);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NQ; r++) {
+            __m256 pr = _mm256_broadcast_ss(p + r * ld + j);
+#pragma GCC unroll 16
+            for (int c = 0; c < ND; c++) {
+                acc[r * ND + c] = _mm256_fmadd_ps(pr, vv[c], acc[r * ND + c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NQ; r++) {
+        __m256 vinv = _mm256_set1_ps(inv[r]);
+#pragma GCC unroll 16
+        for (int c = 0; c < ND; c++) {
+            __m256 x = _mm256_mul_ps(acc[r * ND + c], vinv);
+            if (c == ND - 1) {
+                _mm256_maskstore_ps(o[r] + c * 8, last, x);
+            } else {
+                _mm256_storeu_ps(o[r] + c * 8, x);
+            }
+        }
+    }
+}
+
+#define ATTN_PV256_CASE(NQ, ND)                                                                    \
+    case (NQ)*32 + (ND):                                                                           \
+        attn_pv_256(NQ, ND, D, p, ld, inv, kn, v0, vss, o);                                        \
+        break;
+#define ATTN_PV256_CASES                                                                           \
+    ATTN_PV256_CASE(1, 1)                                                                          \
+    ATTN_PV256_CASE(1, 2)                                                                          \
+    ATTN_PV256_CASE(1, 3)                                                                          \
+    ATTN_PV256_CASE(1, 4)                                                                          \
+    ATTN_PV256_CASE(1, 5)                                                                          \
+    ATTN_PV256_CASE(1, 6)                                                                          \
+    ATTN_PV256_CASE(1, 7)                                                                          \
+    ATTN_PV256_CASE(1, 8)                                                                          \
+    ATTN_PV256_CASE(1, 9)                                                                          \
+    ATTN_PV256_CASE(1, 10)                                                                         \
+    ATTN_PV256_CASE(1, 11)                                                                         \
+    ATTN_PV256_CASE(1, 12)                                                                         \
+    ATTN_PV256_CASE(1, 13)                                                                         \
+    ATTN_PV256_CASE(1, 14)                                                                         \
+    ATTN_PV256_CASE(1, 15)                                                                         \
+    ATTN_PV256_CASE(1, 16)                                                                         \
+    ATTN_PV256_CASE(2, 1)                                                                          \
+    ATTN_PV256_CASE(2, 2)                                                                          \
+    ATTN_PV256_CASE(2, 3)                                                                          \
+    ATTN_PV256_CASE(2, 4)                                                                          \
+    ATTN_PV256_CASE(2, 5)                                                                          \
+    ATTN_PV256_CASE(2, 6)                                                                          \
+    ATTN_PV256_CASE(2, 7)                                                                          \
+    ATTN_PV256_CASE(2, 8)                                                                          \
+    ATTN_PV256_CASE(3, 1)                                                                          \
+    ATTN_PV256_CASE(3, 2)                                                                          \
+    ATTN_PV256_CASE(3, 3)                                                                          \
+    ATTN_PV256_CASE(3, 4)                                                                          \
+    ATTN_PV256_CASE(3, 5)                                                                          \
+    ATTN_PV256_CASE(4, 1)                                                                          \
+    ATTN_PV256_CASE(4, 2)                                                                          \
+    ATTN_PV256_CASE(4, 3)                                                                          \
+    ATTN_PV256_CASE(4, 4)
+
+static CPU_AVX2 void attn_pv_any_256(int nq, int64_t D, const float *p, int64_t ld,
+                                     const float *inv, int64_t kn, const float *v0, int64_t vss,
+                                     float *const *o)
+{
+    int nd = (int)((D + 7) / 8);
+    if (nq * nd > 16) {
+        int half = nq / 2;
+        attn_pv_any_256(half, D, p, ld, inv, kn, v0, vss, o);
+        attn_pv_any_256(nq - half, D, p + half * ld, ld, inv + half, kn, v0, vss, o + half);
+        return;
+    }
+    switch (nq * 32 + nd) {
+        ATTN_PV256_CASES
+    default:
+        break;
+    }
+}
+
+static CPU_AVX2 void attn_block_256(const struct cpu_attention *a, int64_t b, int64_t h, int64_t i0,
+                                    int64_t i1, const float *kt, int64_t ld, float *s,
+                                    const float *madd)
+{
+    int64_t hk = h / (a->H / a->Hkv);
+    const float *v0 = a->v + b * a->v_bs + hk * a->v_hs;
+    for (int64_t g = i0; g < i1; g += 4) {
+        int nq = i1 - g < 4 ? (int)(i1 - g) : 4;
+        const float *q[4];
+        float *o[4], inv[4];
+        for (int r = 0; r < nq; r++) {
+            q[r] = a->q + b * a->q_bs + (g + r) * a->q_ss + h * a->q_hs;
+            o[r] = a->o + b * a->o_bs + (g + r) * a->o_ss + h * a->o_hs;
+        }
+        int64_t kn_max = attn_key_end(a, g + nq - 1);
+        attn_scores_any_256(nq, a->D, q, kt, ld, kn_max, s);
+        for (int r = 0; r < nq; r++) {
+            int64_t i = g + r, kn = attn_key_end(a, i);
+            const float *bias = a->bias ? a->bias + b * a->bias_bs + (h * a->Sq + i) * a->Sk : NULL;
+            float *p = s + r * ld;
+            float sum = attn_softmax_256(p, kn, a->scale, bias, madd);
+            int64_t from = sum > 0.0f ? (kn + 7) / 8 * 8 : 0;
+            for (int64_t j = from; j < kn_max; j++) {
+                p[j] = 0.0f;
+            }
+            inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
+        }
+        attn_pv_any_256(nq, a->D, s, ld, inv, kn_max, v0, a->v_ss, o);
+    }
+}
+
+static void attn_task(void *ctx, int64_t task, int32_t thread)
+{
+    const struct attn_job *j = ctx;
+    const struct cpu_attention *a = j->a;
+    int64_t qb = task % j->n_qblocks;
+    int64_t h = (task / j->n_qblocks) % a->H;
+    int64_t b = task / j->n_qblocks / a->H;
+    int64_t i0 = qb * ATTN_QB;
+    int64_t i1 = i0 + ATTN_QB < a->Sq ? i0 + ATTN_QB : a->Sq;
+    float *kt = j->scratch[thread];
+    float *s = kt + a->D * j->sk_pad;
+    float *madd = s + 4 * j->sk_pad;
+    if (j->isa == CPU_ISA_SCALAR || a->D > ATTN_MAX_SIMD_D) {
+        for (int64_t i = i0; i < i1; i++) {
+            attn_query_scalar(a, b, h, i, s);
+        }
+        return;
+    }
+    for (int64_t k = 0; k < j->sk_pad; k++) {
+        madd[k] = a->key_mask && k < a->Sk && a->key_mask[b * a->Sk + k] == 0.0f ? -INFINITY : 0.0f;
+    }
+    int64_t hk = h / (a->H / a->Hkv), kend = attn_key_end(a, i1 - 1);
+    if (j->isa == CPU_ISA_AVX2) {
+        attn_transpose_k_256(a, b, hk, kend, kt, j->sk_pad);
+        attn_block_256(a, b, h, i0, i1, kt, j->sk_pad, s, madd);
+        return;
+    }
+    attn_transpose_k(a, b, hk, kend, kt, j->sk_pad);
+    attn_block_512(a, b, h, i0, i1, kt, j->sk_pad, s, madd);
+}
+
+static ptm_status attn_check(const struct cpu_attention *a)
+{
+    if (a->B < 0 || a->Sq < 0 || a->Sk < 0 || a->H <= 0 || a->Hkv <= 0 || a->D <= 0 ||
+        a->H % a->Hkv != 0) {
+        return ptm_error_set(PTM_E_INVAL,
+                             "cpu: attention: B=%lld Sq=%lld Sk=%lld H=%lld Hkv=%lld D=%lld; "
+                             "expected positive heads and dims with H a multiple of Hkv",
+                             (long long)a->B, (long long)a->Sq, (long long)a->Sk, (long long)a->H,
+                             (long long)a->Hkv, (long long)a->D);
+    }
+    if (a->k_ss > INT32_MAX / 16) {
+        return ptm_error_set(PTM_E_INVAL, "cpu: attention: key row stride %lld too large",
+                             (long long)a->k_ss);
+    }
+    return PTM_OK;
+}
+
+ptm_status cpu_attention_run(const cpu_ctx *ctx, const struct cpu_attention *a)
+{
+    ptm_status st = attn_check(a);
+    if (st != PTM_OK || a->B == 0 || a->Sq == 0) {
+        return st;
+    }
+    int32_t n_threads = cpu_pool_size(ctx->pool);
+    struct attn_job j = {a, ctx->isa, (a->Sq + ATTN_QB - 1) / ATTN_QB, (a->Sk + 31) / 32 * 32,
+                         NULL};
+    size_t per = ((size_t)a->D + 5) * (size_t)(j.sk_pad > 0 ? j.sk_pad : 32) + 32;
+    j.scratch = calloc((size_t)n_threads, sizeof(float *));
+    int ok = j.scratch != NULL;
+    for (int32_t t = 0; ok && t < n_threads; t++) {
+        j.scratch[t] = malloc(per * sizeof(float));
+        ok = j.scratch[t] != NULL;
+    }
+    if (ok) {
+        /* Below ~1 MFLOP, waking the pool costs more than the work (batch 1, short prompts). */
+        double flops = 4.0 * (double)(a->B * a->H) * (double)a->Sq * (double)a->Sk * (double)a->D;
+        cpu_pool_run(flops < 1e6 ? NULL : ctx->pool, a->B * a->H * j.n_qblocks, attn_task, &j);
+    }
+    for (int32_t t = 0; j.scratch && t < n_threads; t++) {
+        free(j.scratch[t]);
+    }
+    free(j.scratch);
+    if (!ok) {
+        return ptm_error_set(PTM_E_NOMEM,
+                             "cpu: attention: %zu bytes of scratch per thread: out "
+                             "of memory",
+                             per * sizeof(float));
+    }
+    return PTM_OK;
+}

@@ -1,0 +1,436 @@
+/*
+ * cpu_backend.c - the CPU backend plugin: the ABI table of ptm_backend.h over the kernels
+ * of cpu_kernels.h. It owns the translation from tensor views (byte strides, dtypes) to the
+ * kernels' plain pointers and element strides, and refuses, with PTM_E_UNSUPPORTED naming
+ * the op, the layouts the kernels do not take. Buffers are host memory: allocated 64-byte
+ * aligned, or imported (mmapped weights) without a copy.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <math.h>
+#include <string.h>
+
+#include "cpu_kernels.h"
+#include "ptm/ptm_backend.h"
+#include "ptm/ptm_plugin.h"
+
+struct cpu_buf {
+    void *ptr;
+    int owned;
+};
+
+struct cpu_state {
+    cpu_ctx k;
+};
+
+static ptm_status cpu_init(void **out)
+{
+    struct cpu_state *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return ptm_error_set(PTM_E_NOMEM, "cpu: out of memory");
+    }
+    ptm_status st = cpu_pool_new(0, &s->k.pool);
+    if (st != PTM_OK) {
+        free(s);
+        return st;
+    }
+    s->k.isa = cpu_isa_detect();
+    cpu_blas_init();
+    *out = s;
+    return PTM_OK;
+}
+
+static void cpu_destroy(void *ctx)
+{
+    struct cpu_state *s = ctx;
+    if (s != NULL) {
+        cpu_pool_free(s->k.pool);
+        free(s);
+    }
+}
+
+static int32_t cpu_score(void *ctx)
+{
+    return 1; /* always runs; any accelerator that probes present should win */
+}
+
+static ptm_status cpu_probe(void *ctx, int32_t *n)
+{
+    *n = 1;
+    return PTM_OK;
+}
+
+static ptm_status cpu_device_name(void *ctx, int32_t dev, char *buf, size_t cap)
+{
+    struct cpu_state *s = ctx;
+    snprintf(buf, cap, "cpu:%d (%s, %d threads)", (int)dev, cpu_isa_name(s->k.isa),
+             (int)cpu_pool_size(s->k.pool));
+    return PTM_OK;
+}
+
+static ptm_status cpu_alloc(void *ctx, int32_t dev, size_t bytes, void **out)
+{
+    struct cpu_buf *b = malloc(sizeof *b);
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = b ? aligned_alloc(64, rounded ? rounded : 64) : NULL;
+    if (p == NULL) {
+        free(b);
+        return ptm_error_set(PTM_E_NOMEM, "cpu: cannot allocate %zu bytes", bytes);
+    }
+    b->ptr = p;
+    b->owned = 1;
+    *out = b;
+    return PTM_OK;
+}
+
+static ptm_status cpu_import(void *ctx, int32_t dev, void *host, size_t bytes, void **out)
+{
+    struct cpu_buf *b = malloc(sizeof *b);
+    if (b == NULL) {
+        return ptm_error_set(PTM_E_NOMEM, "cpu: out of memory");
+    }
+    b->ptr = host;
+    b->owned = 0;
+    *out = b;
+    return PTM_OK;
+}
+
+static void cpu_free(void *ctx, void *buf)
+{
+    struct cpu_buf *b = buf;
+    if (b != NULL && b->owned) {
+        free(b->ptr);
+    }
+    free(b);
+}
+
+static void *cpu_host_ptr(void *ctx, void *buf)
+{
+    return ((struct cpu_buf *)buf)->ptr;
+}
+
+static ptm_status cpu_write(void *ctx, void *buf, uint64_t off, const void *src, size_t n)
+{
+    memcpy((char *)cpu_host_ptr(ctx, buf) + off, src, n);
+    return PTM_OK;
+}
+
+static ptm_status cpu_read(void *ctx, void *buf, uint64_t off, void *dst, size_t n)
+{
+    memcpy(dst, (char *)cpu_host_ptr(ctx, buf) + off, n);
+    return PTM_OK;
+}
+
+static ptm_status cpu_sync(void *ctx)
+{
+    return PTM_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Views */
+
+static void *at(const struct ptm_kview *v)
+{
+    return (char *)((struct cpu_buf *)v->buf)->ptr + v->offset;
+}
+
+static int64_t numel(const struct ptm_kview *v)
+{
+    int64_t n = 1;
+    for (int32_t i = 0; i < v->ndim; i++) {
+        n *= v->ne[i];
+    }
+    return n;
+}
+
+static int is_contiguous(const struct ptm_kview *v)
+{
+    int64_t stride = (int64_t)ptm_dtype_size(v->dtype);
+    for (int32_t i = v->ndim - 1; i >= 0; i--) {
+        if (v->ne[i] != 1 && v->nb[i] != stride) {
+            return 0;
+        }
+        stride *= v->ne[i];
+    }
+    return 1;
+}
+
+/* A view as rows x cols with one row stride (elements): the last dim packed, the leading
+ * dims collapsible into one (dims of size 1 do not count). Returns 0 when the layout does
+ * not fold that way. */
+static int as_rows(const struct ptm_kview *v, int64_t *rows, int64_t *cols, int64_t *ld)
+{
+    int64_t es = (int64_t)ptm_dtype_size(v->dtype);
+    int32_t last = v->ndim - 1;
+    if (v->ne[last] != 1 && v->nb[last] != es) {
+        return 0;
+    }
+    *cols = v->ne[last];
+    *rows = 1;
+    *ld = *cols;
+    int64_t inner = -1; /* byte stride the next outer dim must have, once one is seen */
+    for (int32_t i = last - 1; i >= 0; i--) {
+        if (v->ne[i] == 1) {
+            continue;
+        }
+        if (inner < 0) {
+            *ld = v->nb[i] / es;
+        } else if (v->nb[i] != inner) {
+            return 0;
+        }
+        inner = v->nb[i] * v->ne[i];
+        *rows *= v->ne[i];
+    }
+    return 1;
+}
+
+static ptm_status unsupported(const char *op, const char *what)
+{
+    return ptm_error_set(PTM_E_UNSUPPORTED, "cpu: %s: %s", op, what);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Kernels */
+
+static ptm_status cpu_matmul(void *ctx, const struct ptm_kview *out, const struct ptm_kview *a,
+                             const struct ptm_kview *b, const struct ptm_kview *bias,
+                             uint32_t flags)
+{
+    struct cpu_state *s = ctx;
+    int64_t m, k, lda, mo, n, ldo, br, bc, ldb;
+    if (a->dtype != PTM_F32 || out->dtype != PTM_F32 || !as_rows(a, &m, &k, &lda) ||
+        !as_rows(out, &mo, &n, &ldo) || !as_rows(b, &br, &bc, &ldb)) {
+        return unsupported("matmul", "needs F32 a and out with packed rows");
+    }
+    if (bias != NULL && (bias->dtype != PTM_F32 || !is_contiguous(bias))) {
+        return unsupported("matmul", "bias must be contiguous F32");
+    }
+    int32_t act = (int32_t)((flags >> PTM_MM_ACT_SHIFT) & 0xffu);
+    if (act > PTM_UNARY_SILU) {
+        return unsupported("matmul", "fused activation not available");
+    }
+    /* PTM_UNARY_{GELU, GELU_TANH, RELU, SILU} and CPU_ACT_* share their values. */
+    struct cpu_epilogue ep = {.bias = bias ? at(bias) : NULL, .act = act};
+    return cpu_gemm(&s->k, m, n, k, at(a), lda, at(b), (ptm_dtype)b->dtype, ldb,
+                    (flags & PTM_MM_TRANS_B) != 0, at(out), ldo, &ep);
+}
+
+static ptm_status cpu_unary(void *ctx, int32_t op, const struct ptm_kview *out,
+                            const struct ptm_kview *x)
+{
+    struct cpu_state *s = ctx;
+    if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || !is_contiguous(x) || !is_contiguous(out)) {
+        return unsupported("unary", "needs contiguous F32");
+    }
+    float *o = at(out);
+    const float *in = at(x);
+    int64_t n = numel(x);
+    if (op == PTM_UNARY_TANH) {
+        for (int64_t i = 0; i < n; i++) {
+            o[i] = tanhf(in[i]);
+        }
+        return PTM_OK;
+    }
+    if (op < PTM_UNARY_GELU || op > PTM_UNARY_SILU) {
+        return unsupported("unary", "unknown op");
+    }
+    cpu_act(&s->k, op, n, in, o);
+    return PTM_OK;
+}
+
+static ptm_status cpu_binary(void *ctx, int32_t op, const struct ptm_kview *out,
+                             const struct ptm_kview *a, const struct ptm_kview *b)
+{
+    struct cpu_state *s = ctx;
+    if (a->dtype != PTM_F32 || b->dtype != PTM_F32 || out->dtype != PTM_F32 || !is_contiguous(a) ||
+        !is_contiguous(b) || !is_contiguous(out)) {
+        return unsupported("binary", "needs contiguous F32");
+    }
+    int64_t n = numel(a), nb = numel(b);
+    const float *pa = at(a), *pb = at(b);
+    float *po = at(out);
+    for (int64_t i = 0; nb > 0 && i < n; i += nb) {
+        if (op == PTM_BINARY_ADD) {
+            cpu_add(&s->k, nb, pa + i, pb, po + i);
+        } else {
+            cpu_mul(&s->k, nb, pa + i, pb, po + i);
+        }
+    }
+    return PTM_OK;
+}
+
+static ptm_status cpu_scale_op(void *ctx, const struct ptm_kview *out, const struct ptm_kview *x,
+                               float sc)
+{
+    struct cpu_state *s = ctx;
+    if (x->dtype != PTM_F32 || !is_contiguous(x) || !is_contiguous(out)) {
+        return unsupported("scale", "needs contiguous F32");
+    }
+    cpu_scale(&s->k, numel(x), at(x), sc, at(out));
+    return PTM_OK;
+}
+
+static ptm_status cpu_norm(void *ctx, int32_t kind, const struct ptm_kview *out,
+                           const struct ptm_kview *x, const struct ptm_kview *res,
+                           const struct ptm_kview *w, const struct ptm_kview *b, float eps)
+{
+    struct cpu_state *s = ctx;
+    int64_t rows, n, ldx, ro, no, ldo, rr = 0, nr = 0, ldr = 0;
+    if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || w->dtype != PTM_F32 ||
+        (b && b->dtype != PTM_F32) || !as_rows(x, &rows, &n, &ldx) ||
+        !as_rows(out, &ro, &no, &ldo) || (res && !as_rows(res, &rr, &nr, &ldr))) {
+        return unsupported("norm", "needs F32 operands with packed rows");
+    }
+    if (kind == PTM_NORM_LAYER) {
+        cpu_layer_norm(&s->k, rows, n, at(x), ldx, res ? at(res) : NULL, ldr, at(w),
+                       b ? at(b) : NULL, eps, at(out), ldo);
+    } else {
+        cpu_rms_norm(&s->k, rows, n, at(x), ldx, res ? at(res) : NULL, ldr, at(w), eps, at(out),
+                     ldo, NULL, 0);
+    }
+    return PTM_OK;
+}
+
+static ptm_status cpu_softmax_op(void *ctx, const struct ptm_kview *out, const struct ptm_kview *x)
+{
+    struct cpu_state *s = ctx;
+    int64_t rows, n, ldx, ro, no, ldo;
+    if (x->dtype != PTM_F32 || !as_rows(x, &rows, &n, &ldx) || !as_rows(out, &ro, &no, &ldo)) {
+        return unsupported("softmax", "needs F32 with packed rows");
+    }
+    cpu_softmax(&s->k, rows, n, at(x), ldx, at(out), ldo);
+    return PTM_OK;
+}
+
+static ptm_status cpu_embedding(void *ctx, const struct ptm_kview *out,
+                                const struct ptm_kview *table, const struct ptm_kview *ids)
+{
+    struct cpu_state *s = ctx;
+    if (out->dtype != PTM_F32 || !is_contiguous(out) || !is_contiguous(table) ||
+        !is_contiguous(ids)) {
+        return unsupported("embedding", "needs contiguous operands and F32 out");
+    }
+    return cpu_embed_gather(&s->k, numel(ids), at(ids), (ptm_dtype)ids->dtype, at(table),
+                            (ptm_dtype)table->dtype, table->ne[0], table->ne[1], at(out));
+}
+
+/* Element strides of a [B, S, H, D] F32 view whose last dim is packed. */
+static int bshd(const struct ptm_kview *v, int64_t *bs, int64_t *ss, int64_t *hs)
+{
+    if (v->dtype != PTM_F32 || v->ndim != 4 || (v->ne[3] != 1 && v->nb[3] != 4)) {
+        return 0;
+    }
+    *bs = v->nb[0] / 4;
+    *ss = v->nb[1] / 4;
+    *hs = v->nb[2] / 4;
+    return 1;
+}
+
+/* The key mask as floats (1 keep, 0 drop), converted from I32 / I64 / F32. */
+static float *mask_floats(const struct ptm_kview *m, int64_t n)
+{
+    float *f = malloc((size_t)n * sizeof *f + 1);
+    for (int64_t i = 0; f != NULL && i < n; i++) {
+        const char *p = (const char *)at(m) + (i / m->ne[1]) * m->nb[0] + (i % m->ne[1]) * m->nb[1];
+        if (m->dtype == PTM_I64) {
+            f[i] = *(const int64_t *)p != 0;
+        } else if (m->dtype == PTM_I32) {
+            f[i] = *(const int32_t *)p != 0;
+        } else {
+            f[i] = *(const float *)p != 0.0f;
+        }
+    }
+    return f;
+}
+
+static ptm_status cpu_attention_op(void *ctx, const struct ptm_attn_args *x)
+{
+    struct cpu_state *s = ctx;
+    struct cpu_attention a = {
+        .B = x->q->ne[0],
+        .Sq = x->q->ne[1],
+        .H = x->q->ne[2],
+        .D = x->q->ne[3],
+        .Sk = x->k->ne[1],
+        .Hkv = x->k->ne[2],
+        .scale = x->scale,
+        .is_causal = x->causal,
+        .causal_offset = x->q_offset,
+    };
+    if (!bshd(x->q, &a.q_bs, &a.q_ss, &a.q_hs) || !bshd(x->k, &a.k_bs, &a.k_ss, &a.k_hs) ||
+        !bshd(x->v, &a.v_bs, &a.v_ss, &a.v_hs) || !bshd(x->out, &a.o_bs, &a.o_ss, &a.o_hs)) {
+        return unsupported("attention", "needs F32 [B, S, H, D] views with packed heads");
+    }
+    if (x->bias != NULL && (x->bias->dtype != PTM_F32 || !is_contiguous(x->bias))) {
+        return unsupported("attention", "bias must be contiguous F32 [H, Sq, Sk]");
+    }
+    a.q = at(x->q);
+    a.k = at(x->k);
+    a.v = at(x->v);
+    a.o = at(x->out);
+    a.bias = x->bias ? at(x->bias) : NULL;
+    float *mask = NULL;
+    if (x->key_mask != NULL && (mask = mask_floats(x->key_mask, a.B * a.Sk)) == NULL) {
+        return ptm_error_set(PTM_E_NOMEM, "cpu: attention: out of memory");
+    }
+    a.key_mask = mask;
+    ptm_status st = cpu_attention_run(&s->k, &a);
+    free(mask);
+    return st;
+}
+
+static ptm_status cpu_convert_op(void *ctx, const struct ptm_kview *out, const struct ptm_kview *x)
+{
+    struct cpu_state *s = ctx;
+    int64_t rows, cols, ld;
+    if (!is_contiguous(out) || !as_rows(x, &rows, &cols, &ld)) {
+        return unsupported("convert", "needs packed rows");
+    }
+    size_t in_es = ptm_dtype_size(x->dtype), out_es = ptm_dtype_size(out->dtype);
+    if (ld == cols) {
+        return cpu_convert(&s->k, rows * cols, at(x), (ptm_dtype)x->dtype, at(out),
+                           (ptm_dtype)out->dtype);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        ptm_status st =
+            cpu_convert(&s->k, cols, (const char *)at(x) + r * ld * in_es, (ptm_dtype)x->dtype,
+                        (char *)at(out) + r * cols * out_es, (ptm_dtype)out->dtype);
+        if (st != PTM_OK) {
+            return st;
+        }
+    }
+    return PTM_OK;
+}
+
+static const struct ptm_backend cpu_backend = {
+    .struct_size = sizeof(struct ptm_backend),
+    .name = "cpu",
+    .init = cpu_init,
+    .destroy = cpu_destroy,
+    .score = cpu_score,
+    .probe = cpu_probe,
+    .device_name = cpu_device_name,
+    .buffer_alloc = cpu_alloc,
+    .buffer_free = cpu_free,
+    .buffer_import = cpu_import,
+    .buffer_host_ptr = cpu_host_ptr,
+    .write = cpu_write,
+    .read = cpu_read,
+    .sync = cpu_sync,
+    .matmul = cpu_matmul,
+    .unary = cpu_unary,
+    .binary = cpu_binary,
+    .scale = cpu_scale_op,
+    .norm = cpu_norm,
+    .softmax = cpu_softmax_op,
+    .embedding = cpu_embedding,
+    .attention = cpu_attention_op,
+    .convert = cpu_convert_op,
+};
+
+static ptm_status cpu_register(const struct ptm_registrar *reg)
+{
+    return reg->add_backend(reg, &cpu_backend);
+}
+
+PTM_PLUGIN_DEFINE(PTM_PLUGIN_BACKEND, "cpu", PTM_VERSION_STRING, cpu_register)

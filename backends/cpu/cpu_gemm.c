@@ -1,0 +1,493 @@
+/*
+ * cpu_gemm.c - C = act(A . op(B) + bias) + residual for F32 activations and F32/BF16/F16
+ * weights, parallelised over output tiles on the backend's pool.
+ *
+ * Two engines. Large M: OpenBLAS sgemm, single-threaded per tile (cpu_blas_init), one task per
+ * tile, with the epilogue applied while the tile is in cache; half-precision weights are first
+ * widened to F32 in parallel (O(NK) against the O(MNK) product). Small M (M < GEMM_SMALL_M, the
+ * batch-1 and decode case): a dot-product kernel on B's [N, K] rows, 4x4 output tiles of 16-lane
+ * FMAs, which reads half-precision rows directly (widened per K chunk), so decode streams
+ * each weight byte once. The small kernel has AVX-512, AVX2 and scalar forms; OpenBLAS picks
+ * its own ISA. This file does not know what a model is.
+ */
+#include "cpu_kernels.h"
+#include "cpu_simd.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GEMM_SMALL_M          32
+#define GEMM_KC               512 /* K chunk of the small kernel: 4 widened B rows stay in L1 */
+#define GEMM_TILES_PER_THREAD 2
+#define GEMM_MIN_MB           64
+#define GEMM_NB               2048 /* columns per OpenBLAS tile: whole rows of C beat 2D tiles */
+
+void cpu_blas_init(void)
+{
+    openblas_set_num_threads(1);
+}
+
+struct gemm_job {
+    int32_t isa;
+    int64_t M, N, K;
+    const float *A;
+    int64_t lda;
+    const void *B;
+    ptm_dtype b_dtype;
+    int64_t ldb;
+    int32_t b_trans;
+    float *C;
+    int64_t ldc;
+    struct cpu_epilogue ep;
+    int accumulate; /* C already holds the residual: add the product to it */
+    int64_t mb, nb, n_mblocks;
+};
+
+/* ---- epilogue ---- */
+
+static CPU_AVX512 void epi_bias_512(int64_t n, const float *bias, float *c)
+{
+    for (int64_t j = 0; j < n; j += 16) {
+        __m512 v = _mm512_add_ps(cpu_load512(c + j, n - j), cpu_load512(bias + j, n - j));
+        cpu_store512(c + j, v, n - j);
+    }
+}
+
+static CPU_AVX512 void epi_add_512(int64_t n, const float *r, float *c)
+{
+    for (int64_t j = 0; j < n; j += 16) {
+        __m512 v = _mm512_add_ps(cpu_load512(c + j, n - j), cpu_load512(r + j, n - j));
+        cpu_store512(c + j, v, n - j);
+    }
+}
+
+/* Rows [m0, m1) x columns [n0, n1) of C get bias, activation and residual. */
+static void gemm_epilogue(const struct gemm_job *j, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
+{
+    const struct cpu_epilogue *ep = &j->ep;
+    int add_res = ep->residual && !j->accumulate;
+    if (!ep->bias && ep->act == CPU_ACT_NONE && !add_res) {
+        return;
+    }
+    int64_t n = n1 - n0;
+    for (int64_t i = m0; i < m1; i++) {
+        float *c = j->C + i * j->ldc + n0;
+        const float *r = add_res ? ep->residual + i * ep->ld_residual + n0 : NULL;
+        if (j->isa >= CPU_ISA_AVX512) {
+            if (ep->bias) {
+                epi_bias_512(n, ep->bias + n0, c);
+            }
+            cpu_act_row(j->isa, ep->act, n, c, c);
+            if (r) {
+                epi_add_512(n, r, c);
+            }
+            continue;
+        }
+        for (int64_t x = 0; x < n && ep->bias; x++) {
+            c[x] += ep->bias[n0 + x];
+        }
+        cpu_act_row(j->isa, ep->act, n, c, c);
+        for (int64_t x = 0; x < n && r; x++) {
+            c[x] += r[x];
+        }
+    }
+}
+
+/* ---- small-M dot-product kernel ---- */
+
+/* 16 elements of a B row of type BT (0 F32, 1 BF16, 2 F16) from element k, widened to F32. */
+static inline __attribute__((always_inline)) CPU_AVX512 __m512 dot_load_b(const int BT,
+                                                                          const void *row,
+                                                                          int64_t k, __mmask16 m)
+{
+    if (BT == 0) {
+        return _mm512_maskz_loadu_ps(m, (const float *)row + k);
+    }
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + k);
+    return BT == 1 ? cpu_bf16x16_to_ps(h) : _mm512_cvtph_ps(h);
+}
+
+/* mr x nr dot products over kn elements; mr, nr, BT are compile-time after inlining, so the
+ * accumulators live in registers. Half-precision rows are widened in registers, so decode
+ * (M = 1) streams each weight byte once. */
+static inline __attribute__((always_inline)) CPU_AVX512 void
+dot_tile_512(const int BT, int mr, int nr, const float *a, int64_t lda, const void *const *b,
+             int64_t kn, float *c, int64_t ldc, int add)
+{
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < mr; r++) {
+#pragma GCC unroll 4
+        for (int q = 0; q < nr; q++) {
+            acc[r][q] = _mm512_setzero_ps();
+        }
+    }
+    for (int64_t k = 0; k < kn; k += 16) {
+        __mmask16 m = kn - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kn - k)) - 1u);
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < nr; q++) {
+            bv[q] = dot_load_b(BT, b[q], k, m);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < mr; r++) {
+            __m512 av = _mm512_maskz_loadu_ps(m, a + r * lda + k);
+#pragma GCC unroll 4
+            for (int q = 0; q < nr; q++) {
+                acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < mr; r++) {
+#pragma GCC unroll 4
+        for (int q = 0; q < nr; q++) {
+            float s = _mm512_reduce_add_ps(acc[r][q]);
+            c[r * ldc + q] = add ? c[r * ldc + q] + s : s;
+        }
+    }
+}
+
+#define DOT_CASE(BT, MR, NR)                                                                       \
+    case (BT)*64 + (MR)*8 + (NR):                                                                  \
+        dot_tile_512(BT, MR, NR, a, lda, b, kn, c, ldc, add);                                      \
+        break;
+#define DOT_CASES(BT)                                                                              \
+    DOT_CASE(BT, 4, 4)                                                                             \
+    DOT_CASE(BT, 4, 3)                                                                             \
+    DOT_CASE(BT, 4, 2)                                                                             \
+    DOT_CASE(BT, 4, 1)                                                                             \
+    DOT_CASE(BT, 3, 4)                                                                             \
+    DOT_CASE(BT, 3, 3)                                                                             \
+    DOT_CASE(BT, 3, 2)                                                                             \
+    DOT_CASE(BT, 3, 1)                                                                             \
+    DOT_CASE(BT, 2, 4)                                                                             \
+    DOT_CASE(BT, 2, 3)                                                                             \
+    DOT_CASE(BT, 2, 2)                                                                             \
+    DOT_CASE(BT, 2, 1)                                                                             \
+    DOT_CASE(BT, 1, 4)                                                                             \
+    DOT_CASE(BT, 1, 3)                                                                             \
+    DOT_CASE(BT, 1, 2)                                                                             \
+    DOT_CASE(BT, 1, 1)
+
+static CPU_AVX512 void dot_tile_any_512(ptm_dtype dt, int mr, int nr, const float *a, int64_t lda,
+                                        const void *const *b, int64_t kn, float *c, int64_t ldc,
+                                        int add)
+{
+    int bt = dt == PTM_F32 ? 0 : (dt == PTM_BF16 ? 1 : 2);
+    switch (bt * 64 + mr * 8 + nr) {
+        DOT_CASES(0)
+        DOT_CASES(1)
+        DOT_CASES(2)
+    default:
+        break;
+    }
+}
+
+static inline __attribute__((always_inline)) CPU_AVX2 void
+dot_tile_256(int mr, int nr, const float *a, int64_t lda, const float *const *b, int64_t kn,
+             float *c, int64_t ldc, int add)
+{
+    __m256 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < mr; r++) {
+#pragma GCC unroll 4
+        for (int q = 0; q < nr; q++) {
+            acc[r][q] = _mm256_setzero_ps();
+        }
+    }
+    for (int64_t k = 0; k < kn; k += 8) {
+        __m256 bv[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < nr; q++) {
+            bv[q] = cpu_load256(b[q] + k, kn - k);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < mr; r++) {
+            __m256 av = cpu_load256(a + r * lda + k, kn - k);
+#pragma GCC unroll 4
+            for (int q = 0; q < nr; q++) {
+                acc[r][q] = _mm256_fmadd_ps(av, bv[q], acc[r][q]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < mr; r++) {
+#pragma GCC unroll 4
+        for (int q = 0; q < nr; q++) {
+            float s = cpu_hsum256(acc[r][q]);
+            c[r * ldc + q] = add ? c[r * ldc + q] + s : s;
+        }
+    }
+}
+
+#define DOT_CASE_256(MR, NR)                                                                       \
+    case (MR)*8 + (NR):                                                                            \
+        dot_tile_256(MR, NR, a, lda, b, kn, c, ldc, add);                                          \
+        break;
+
+static CPU_AVX2 void dot_tile_any_256(int mr, int nr, const float *a, int64_t lda,
+                                      const float *const *b, int64_t kn, float *c, int64_t ldc,
+                                      int add)
+{
+    switch (mr * 8 + nr) {
+        DOT_CASE_256(4, 4)
+        DOT_CASE_256(4, 3)
+        DOT_CASE_256(4, 2)
+        DOT_CASE_256(4, 1)
+        DOT_CASE_256(3, 4)
+        DOT_CASE_256(3, 3)
+        DOT_CASE_256(3, 2)
+        DOT_CASE_256(3, 1)
+        DOT_CASE_256(2, 4)
+        DOT_CASE_256(2, 3)
+        DOT_CASE_256(2, 2)
+        DOT_CASE_256(2, 1)
+        DOT_CASE_256(1, 4)
+        DOT_CASE_256(1, 3)
+        DOT_CASE_256(1, 2)
+        DOT_CASE_256(1, 1)
+    default:
+        break;
+    }
+}
+
+static CPU_AVX2 void widen_256(ptm_dtype dt, const void *src, int64_t n, float *dst)
+{
+    const uint16_t *h = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(h + i));
+        __m256 f = dt == PTM_BF16
+                       ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16))
+                       : _mm256_cvtph_ps(v);
+        _mm256_storeu_ps(dst + i, f);
+    }
+    for (; i < n; i++) {
+        dst[i] = dt == PTM_BF16 ? cpu_bf16_to_f32(h[i]) : cpu_f16_to_f32(h[i]);
+    }
+}
+
+static void dot_tile_scalar(int mr, int nr, const float *a, int64_t lda, const float *const *b,
+                            int64_t kn, float *c, int64_t ldc, int add)
+{
+    for (int r = 0; r < mr; r++) {
+        for (int q = 0; q < nr; q++) {
+            float s = 0.0f;
+            for (int64_t k = 0; k < kn; k++) {
+                s += a[r * lda + k] * b[q][k];
+            }
+            c[r * ldc + q] = add ? c[r * ldc + q] + s : s;
+        }
+    }
+}
+
+static CPU_AVX512 void widen_512(ptm_dtype dt, const void *src, int64_t n, float *dst)
+{
+    const uint16_t *h = src;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(h + i));
+        __m512 f = dt == PTM_BF16 ? cpu_bf16x16_to_ps(v) : _mm512_cvtph_ps(v);
+        _mm512_storeu_ps(dst + i, f);
+    }
+    for (; i < n; i++) {
+        dst[i] = dt == PTM_BF16 ? cpu_bf16_to_f32(h[i]) : cpu_f16_to_f32(h[i]);
+    }
+}
+
+/* Widen n half-precision values to F32 with the isa's code path. */
+static void gemm_widen(int32_t isa, ptm_dtype dt, const void *src, int64_t n, float *dst)
+{
+    if (isa >= CPU_ISA_AVX512) {
+        widen_512(dt, src, n, dst);
+        return;
+    }
+    if (isa == CPU_ISA_AVX2) {
+        widen_256(dt, src, n, dst);
+        return;
+    }
+    const uint16_t *h = src;
+    for (int64_t i = 0; i < n; i++) {
+        dst[i] = dt == PTM_BF16 ? cpu_bf16_to_f32(h[i]) : cpu_f16_to_f32(h[i]);
+    }
+}
+
+/* Columns [n0, n1) of C for all M rows. */
+/* Columns [n0, n1) of C for all M rows. AVX-512 reads half-precision rows directly; the other
+ * paths widen four rows at a time, GEMM_KC elements per chunk, into buf. */
+static void gemm_small_block(const struct gemm_job *j, int64_t n0, int64_t n1, float *buf)
+{
+    size_t esize = j->b_dtype == PTM_F32 ? 4 : 2;
+    int direct = j->b_dtype == PTM_F32 || j->isa >= CPU_ISA_AVX512;
+    int64_t kc_step = direct ? j->K : GEMM_KC;
+    for (int64_t n = n0; n < n1; n += 4) {
+        int nr = n1 - n < 4 ? (int)(n1 - n) : 4;
+        for (int64_t kc = 0; kc < j->K; kc += kc_step) {
+            int64_t kn = j->K - kc < kc_step ? j->K - kc : kc_step;
+            const void *b[4];
+            const float *bf[4];
+            for (int q = 0; q < nr; q++) {
+                const char *row = (const char *)j->B + ((n + q) * j->ldb + kc) * esize;
+                b[q] = row;
+                bf[q] = (const float *)row;
+                if (!direct) {
+                    gemm_widen(j->isa, j->b_dtype, row, kn, buf + q * GEMM_KC);
+                    bf[q] = buf + q * GEMM_KC;
+                }
+            }
+            int add = kc > 0 || j->accumulate;
+            for (int64_t m = 0; m < j->M; m += 4) {
+                int mr = j->M - m < 4 ? (int)(j->M - m) : 4;
+                const float *a = j->A + m * j->lda + kc;
+                float *c = j->C + m * j->ldc + n;
+                if (j->isa >= CPU_ISA_AVX512) {
+                    dot_tile_any_512(j->b_dtype, mr, nr, a, j->lda, b, kn, c, j->ldc, add);
+                } else if (j->isa == CPU_ISA_AVX2) {
+                    dot_tile_any_256(mr, nr, a, j->lda, bf, kn, c, j->ldc, add);
+                } else {
+                    dot_tile_scalar(mr, nr, a, j->lda, bf, kn, c, j->ldc, add);
+                }
+            }
+        }
+    }
+    gemm_epilogue(j, 0, j->M, n0, n1);
+}
+
+static void gemm_small_task(void *ctx, int64_t task, int32_t thread)
+{
+    const struct gemm_job *j = ctx;
+    float buf[4 * GEMM_KC];
+    int64_t n0 = task * j->nb;
+    int64_t n1 = n0 + j->nb < j->N ? n0 + j->nb : j->N;
+    gemm_small_block(j, n0, n1, buf);
+}
+
+/* ---- OpenBLAS tiles ---- */
+
+static void gemm_blas_task(void *ctx, int64_t task, int32_t thread)
+{
+    const struct gemm_job *j = ctx;
+    int64_t m0 = (task % j->n_mblocks) * j->mb;
+    int64_t n0 = (task / j->n_mblocks) * j->nb;
+    int64_t m1 = m0 + j->mb < j->M ? m0 + j->mb : j->M;
+    int64_t n1 = n0 + j->nb < j->N ? n0 + j->nb : j->N;
+    const float *B = j->B;
+    const float *b = j->b_trans ? B + n0 * j->ldb : B + n0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, j->b_trans ? CblasTrans : CblasNoTrans, (int)(m1 - m0),
+                (int)(n1 - n0), (int)j->K, 1.0f, j->A + m0 * j->lda, (int)j->lda, b, (int)j->ldb,
+                j->accumulate ? 1.0f : 0.0f, j->C + m0 * j->ldc + n0, (int)j->ldc);
+    gemm_epilogue(j, m0, m1, n0, n1);
+}
+
+struct widen_job {
+    int32_t isa;
+    ptm_dtype dt;
+    const uint16_t *src;
+    int64_t ld_src, cols;
+    float *dst;
+};
+
+static void widen_rows(void *arg, int64_t lo, int64_t hi)
+{
+    const struct widen_job *w = arg;
+    for (int64_t r = lo; r < hi; r++) {
+        gemm_widen(w->isa, w->dt, w->src + r * w->ld_src, w->cols, w->dst + r * w->cols);
+    }
+}
+
+static void gemm_blas(const cpu_ctx *ctx, struct gemm_job *j)
+{
+    int64_t n_threads = cpu_pool_size(ctx->pool);
+    /* Each sgemm call packs its B panel again, so tiles are few and tall: GEMM_TILES_PER_THREAD
+     * row blocks per thread (dynamic claiming evens out a slow thread), at least GEMM_MIN_MB
+     * rows, and whole rows of C up to GEMM_NB columns. */
+    int64_t tiles = GEMM_TILES_PER_THREAD * n_threads;
+    j->mb = (j->M + tiles - 1) / tiles;
+    j->mb = j->mb < GEMM_MIN_MB ? GEMM_MIN_MB : (j->mb + 15) / 16 * 16;
+    j->nb = j->N < GEMM_NB ? j->N : GEMM_NB;
+    j->n_mblocks = (j->M + j->mb - 1) / j->mb;
+    int64_t n_tiles = j->n_mblocks * ((j->N + j->nb - 1) / j->nb);
+    cpu_pool_run(ctx->pool, n_tiles, gemm_blas_task, j);
+}
+
+static ptm_status gemm_check(int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
+                             int32_t b_trans, ptm_dtype b_dtype, const struct cpu_epilogue *ep,
+                             const float *C)
+{
+    /* OpenBLAS takes int dimensions and strides. */
+    if (M < 0 || N < 0 || K < 0 || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || lda < K ||
+        ldc < N || ldb < (b_trans ? K : N) || lda > INT32_MAX || ldb > INT32_MAX ||
+        ldc > INT32_MAX) {
+        return ptm_error_set(PTM_E_INVAL,
+                             "cpu: gemm: M=%lld N=%lld K=%lld lda=%lld ldb=%lld ldc=%lld; expected "
+                             "sizes and strides in 0..INT32_MAX with each stride >= its row",
+                             (long long)M, (long long)N, (long long)K, (long long)lda,
+                             (long long)ldb, (long long)ldc);
+    }
+    if (b_dtype != PTM_F32 && b_dtype != PTM_BF16 && b_dtype != PTM_F16) {
+        const char *name = ptm_dtype_name(b_dtype);
+        return ptm_error_set(PTM_E_UNSUPPORTED,
+                             "cpu: gemm: weight dtype %s; expected F32, BF16 or F16",
+                             name ? name : "?");
+    }
+    if (ep && ep->residual == C && ep->act != CPU_ACT_NONE) {
+        return ptm_error_set(PTM_E_INVAL, "cpu: gemm: residual aliases the output while an "
+                                          "activation is fused; expected distinct buffers");
+    }
+    return PTM_OK;
+}
+
+ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A,
+                    int64_t lda, const void *B, ptm_dtype b_dtype, int64_t ldb, int32_t b_trans,
+                    float *C, int64_t ldc, const struct cpu_epilogue *ep)
+{
+    ptm_status st = gemm_check(M, N, K, lda, ldb, ldc, b_trans, b_dtype, ep, C);
+    if (st != PTM_OK || M == 0 || N == 0) {
+        return st;
+    }
+    struct gemm_job j = {
+        ctx->isa, M, N, K, A, lda, B, b_dtype, ldb, b_trans, C, ldc, {NULL, CPU_ACT_NONE, NULL, 0},
+        0,        0, 0, 1};
+    if (ep) {
+        j.ep = *ep;
+    }
+    j.accumulate = j.ep.residual != NULL && j.ep.residual == C;
+    if (K == 0) {
+        for (int64_t i = 0; i < M && !j.accumulate; i++) {
+            memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        }
+        gemm_epilogue(&j, 0, M, 0, N);
+        return PTM_OK;
+    }
+    if (M < GEMM_SMALL_M && b_trans) {
+        int64_t n_threads = cpu_pool_size(ctx->pool);
+        j.nb = (N + 4 * n_threads - 1) / (4 * n_threads);
+        j.nb = (j.nb + 3) / 4 * 4;
+        if (j.nb < 16) {
+            j.nb = 16;
+        }
+        cpu_pool_run(ctx->pool, (N + j.nb - 1) / j.nb, gemm_small_task, &j);
+        return PTM_OK;
+    }
+    float *wide = NULL;
+    if (b_dtype != PTM_F32) {
+        int64_t rows = b_trans ? N : K, cols = b_trans ? K : N;
+        wide = malloc((size_t)rows * (size_t)cols * sizeof(float));
+        if (!wide) {
+            return ptm_error_set(PTM_E_NOMEM,
+                                 "cpu: gemm: widening a %lldx%lld %s weight: out "
+                                 "of memory",
+                                 (long long)rows, (long long)cols, ptm_dtype_name(b_dtype));
+        }
+        struct widen_job w = {ctx->isa, b_dtype, B, ldb, cols, wide};
+        cpu_pool_range(ctx->pool, rows, 1, widen_rows, &w);
+        j.B = wide;
+        j.ldb = cols;
+        j.b_dtype = PTM_F32;
+    }
+    gemm_blas(ctx, &j);
+    free(wide);
+    return PTM_OK;
+}

@@ -1,0 +1,255 @@
+/*
+ * cpu_pool.c - the CPU backend's persistent thread pool: n - 1 worker pthreads plus the
+ * calling thread run the tasks of one cpu_pool_run at a time, claiming task indices from a
+ * shared atomic counter.
+ *
+ * Workers spin briefly on the job generation counter after a run (kernels come in quick
+ * succession during a forward pass, and a futex wake costs tens of microseconds) and then
+ * sleep on a condition variable. The caller spins the same way for the last worker to finish.
+ * This file owns threading only; it knows nothing about kernels or OpenBLAS.
+ */
+#include "cpu_kernels.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* About 20-50 microseconds of polling before sleeping: long enough to bridge back-to-back
+ * kernels, short enough not to steal a loaded core for long. */
+#define POOL_SPIN 4000
+
+struct cpu_pool {
+    int32_t n_threads;
+    int32_t n_started;
+    pthread_t *threads;
+    pthread_mutex_t run_mu; /* serialises cpu_pool_run callers */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work;
+    pthread_cond_t cv_done;
+    atomic_uint_fast64_t gen;
+    atomic_int_fast64_t next;
+    atomic_int active;
+    atomic_int stop;
+    int64_t n_tasks;
+    cpu_task_fn fn;
+    void *ctx;
+};
+
+struct pool_worker_arg {
+    cpu_pool *pool;
+    int32_t index;
+};
+
+static inline void pool_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void pool_drain(cpu_pool *pool, int32_t thread)
+{
+    for (;;) {
+        int64_t t = atomic_fetch_add_explicit(&pool->next, 1, memory_order_relaxed);
+        if (t >= pool->n_tasks) {
+            break;
+        }
+        pool->fn(pool->ctx, t, thread);
+    }
+}
+
+static uint64_t pool_wait_work(cpu_pool *pool, uint64_t seen)
+{
+    for (int i = 0; i < POOL_SPIN; i++) {
+        uint64_t g = atomic_load_explicit(&pool->gen, memory_order_acquire);
+        if (g != seen || atomic_load_explicit(&pool->stop, memory_order_relaxed)) {
+            return g;
+        }
+        pool_relax();
+    }
+    pthread_mutex_lock(&pool->mu);
+    uint64_t g = atomic_load_explicit(&pool->gen, memory_order_acquire);
+    while (g == seen && !atomic_load(&pool->stop)) {
+        pthread_cond_wait(&pool->cv_work, &pool->mu);
+        g = atomic_load_explicit(&pool->gen, memory_order_acquire);
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return g;
+}
+
+static void *pool_worker(void *arg)
+{
+    struct pool_worker_arg a = *(struct pool_worker_arg *)arg;
+    free(arg);
+    uint64_t seen = 0;
+    for (;;) {
+        seen = pool_wait_work(a.pool, seen);
+        if (atomic_load(&a.pool->stop)) {
+            break;
+        }
+        pool_drain(a.pool, a.index);
+        if (atomic_fetch_sub_explicit(&a.pool->active, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&a.pool->mu);
+            pthread_cond_signal(&a.pool->cv_done);
+            pthread_mutex_unlock(&a.pool->mu);
+        }
+    }
+    return NULL;
+}
+
+static int32_t pool_default_threads(void)
+{
+    const char *env = getenv("PTM_THREADS");
+    if (env && *env) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(env, &end, 10);
+        if (errno == 0 && end && *end == '\0' && v > 0 && v <= 1024) {
+            return (int32_t)v;
+        }
+        ptm_log(PTM_LOG_WARN, "cpu: PTM_THREADS=%s: not a thread count in 1..1024; ignored", env);
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int32_t)n : 1;
+}
+
+ptm_status cpu_pool_new(int32_t n_threads, cpu_pool **out)
+{
+    *out = NULL;
+    if (n_threads <= 0) {
+        n_threads = pool_default_threads();
+    }
+    cpu_pool *pool = calloc(1, sizeof(*pool));
+    if (!pool) {
+        return ptm_error_set(PTM_E_NOMEM, "cpu: thread pool of %d threads: out of memory",
+                             (int)n_threads);
+    }
+    pool->n_threads = n_threads;
+    pool->threads = calloc((size_t)n_threads, sizeof(pthread_t));
+    if (!pool->threads) {
+        free(pool);
+        return ptm_error_set(PTM_E_NOMEM, "cpu: thread pool of %d threads: out of memory",
+                             (int)n_threads);
+    }
+    pthread_mutex_init(&pool->run_mu, NULL);
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->cv_work, NULL);
+    pthread_cond_init(&pool->cv_done, NULL);
+    atomic_init(&pool->gen, 0);
+    atomic_init(&pool->next, 0);
+    atomic_init(&pool->active, 0);
+    atomic_init(&pool->stop, 0);
+    for (int32_t i = 1; i < n_threads; i++) {
+        struct pool_worker_arg *arg = malloc(sizeof(*arg));
+        int rc = arg ? 0 : ENOMEM;
+        if (arg) {
+            arg->pool = pool;
+            arg->index = i;
+            rc = pthread_create(&pool->threads[i], NULL, pool_worker, arg);
+            if (rc != 0) {
+                free(arg);
+            }
+        }
+        if (rc != 0) {
+            cpu_pool_free(pool);
+            return ptm_error_set(rc == ENOMEM ? PTM_E_NOMEM : PTM_E_INTERNAL,
+                                 "cpu: thread pool: starting thread %d of %d failed (errno %d)",
+                                 (int)i, (int)n_threads, rc);
+        }
+        pool->n_started = i;
+    }
+    *out = pool;
+    return PTM_OK;
+}
+
+void cpu_pool_free(cpu_pool *pool)
+{
+    if (!pool) {
+        return;
+    }
+    pthread_mutex_lock(&pool->mu);
+    atomic_store(&pool->stop, 1);
+    pthread_cond_broadcast(&pool->cv_work);
+    pthread_mutex_unlock(&pool->mu);
+    for (int32_t i = 1; i <= pool->n_started; i++) {
+        pthread_join(pool->threads[i], NULL);
+    }
+    pthread_cond_destroy(&pool->cv_done);
+    pthread_cond_destroy(&pool->cv_work);
+    pthread_mutex_destroy(&pool->mu);
+    pthread_mutex_destroy(&pool->run_mu);
+    free(pool->threads);
+    free(pool);
+}
+
+int32_t cpu_pool_size(const cpu_pool *pool)
+{
+    return pool ? pool->n_threads : 1;
+}
+
+void cpu_pool_run(cpu_pool *pool, int64_t n_tasks, cpu_task_fn fn, void *ctx)
+{
+    if (n_tasks <= 0) {
+        return;
+    }
+    if (!pool || pool->n_threads == 1 || n_tasks == 1) {
+        for (int64_t t = 0; t < n_tasks; t++) {
+            fn(ctx, t, 0);
+        }
+        return;
+    }
+    pthread_mutex_lock(&pool->run_mu);
+    pool->n_tasks = n_tasks;
+    pool->fn = fn;
+    pool->ctx = ctx;
+    atomic_store_explicit(&pool->next, 0, memory_order_relaxed);
+    atomic_store_explicit(&pool->active, pool->n_threads - 1, memory_order_relaxed);
+    pthread_mutex_lock(&pool->mu);
+    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_release);
+    pthread_cond_broadcast(&pool->cv_work);
+    pthread_mutex_unlock(&pool->mu);
+    pool_drain(pool, 0);
+    for (int i = 0; i < POOL_SPIN && atomic_load_explicit(&pool->active, memory_order_acquire);
+         i++) {
+        pool_relax();
+    }
+    if (atomic_load_explicit(&pool->active, memory_order_acquire)) {
+        pthread_mutex_lock(&pool->mu);
+        while (atomic_load_explicit(&pool->active, memory_order_acquire)) {
+            pthread_cond_wait(&pool->cv_done, &pool->mu);
+        }
+        pthread_mutex_unlock(&pool->mu);
+    }
+    pthread_mutex_unlock(&pool->run_mu);
+}
+
+struct pool_range {
+    int64_t n, step;
+    cpu_range_fn fn;
+    void *arg;
+};
+
+static void pool_range_task(void *ctx, int64_t task, int32_t thread)
+{
+    const struct pool_range *r = ctx;
+    int64_t lo = task * r->step;
+    int64_t hi = lo + r->step < r->n ? lo + r->step : r->n;
+    r->fn(r->arg, lo, hi);
+}
+
+void cpu_pool_range(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, void *arg)
+{
+    if (n <= 0) {
+        return;
+    }
+    if (grain < 1) {
+        grain = 1;
+    }
+    int64_t n_threads = cpu_pool_size(pool);
+    int64_t per = (n + n_threads - 1) / n_threads;
+    int64_t step = (per + grain - 1) / grain * grain;
+    struct pool_range r = {n, step, fn, arg};
+    cpu_pool_run(pool, (n + step - 1) / step, pool_range_task, &r);
+}
