@@ -1,0 +1,198 @@
+/*
+ * bench_cpu_kernels.c - times the CPU backend's kernels on all-MiniLM-L6-v2 shapes against
+ * raw OpenBLAS in the same run: the four linear layers (M = 32 x 128 tokens and M = 16, with
+ * bias and the fused activation BERT uses) against cblas_sgemm with OpenBLAS's own threads, and
+ * fused attention (B=32 S=128 H=12 D=32) against an OpenBLAS per-head QK^T / softmax / PV.
+ *
+ * One line per case: bench=<case> threads=<n> ptm_ms=<median> peer=openblas peer_ms=<median>
+ * ratio=<peer/ptm, > 1 means ptm is faster> runs=<k> plus GFLOP/s. Warm-up, then k interleaved
+ * repetitions. PTM_THREADS sets the thread count for both sides (default: online cores).
+ */
+#include "cpu_kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RUNS 9
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return v[n / 2];
+}
+
+static float *rnd(int64_t n)
+{
+    float *p = malloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) {
+        p[i] = (float)((double)rand() / RAND_MAX - 0.5);
+    }
+    return p;
+}
+
+struct gemm_case {
+    int64_t M, K, N;
+    int32_t act;
+};
+
+static void bench_gemm(const cpu_ctx *ctx, int n_threads, struct gemm_case c, ptm_dtype dt)
+{
+    float *A = rnd(c.M * c.K), *B = rnd(c.N * c.K), *bias = rnd(c.N);
+    float *C = malloc((size_t)(c.M * c.N) * sizeof(float));
+    void *Bw = B;
+    uint16_t *Bh = NULL;
+    if (dt != PTM_F32) {
+        Bh = malloc((size_t)(c.N * c.K) * 2);
+        cpu_convert(ctx, c.N * c.K, B, PTM_F32, Bh, dt);
+        Bw = Bh;
+    }
+    struct cpu_epilogue ep = {bias, c.act, NULL, 0};
+    double t_ptm[RUNS], t_blas[RUNS];
+    for (int r = -2; r < RUNS; r++) {
+        double t0 = now_ms();
+        cpu_gemm(ctx, c.M, c.N, c.K, A, c.K, Bw, dt, c.K, 1, C, c.N, &ep);
+        double t1 = now_ms();
+        openblas_set_num_threads(n_threads);
+        double t2 = now_ms();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c.M, (int)c.N, (int)c.K, 1.0f, A,
+                    (int)c.K, B, (int)c.K, 0.0f, C, (int)c.N);
+        double t3 = now_ms();
+        openblas_set_num_threads(1);
+        if (r >= 0) {
+            t_ptm[r] = t1 - t0;
+            t_blas[r] = t3 - t2;
+        }
+    }
+    double p = median(t_ptm, RUNS), b = median(t_blas, RUNS);
+    double gflop = 2.0 * (double)c.M * (double)c.N * (double)c.K / 1e9;
+    printf("bench=gemm_m%lld_k%lld_n%lld_%s%s threads=%d ptm_ms=%.4f peer=openblas "
+           "peer_ms=%.4f ratio=%.2f runs=%d ptm_gflops=%.1f peer_gflops=%.1f\n",
+           (long long)c.M, (long long)c.K, (long long)c.N, ptm_dtype_name(dt),
+           c.act == CPU_ACT_GELU ? "_gelu" : "", n_threads, p, b, b / p, RUNS, gflop / p * 1e3,
+           gflop / b * 1e3);
+    free(A);
+    free(B);
+    free(bias);
+    free(C);
+    free(Bh);
+}
+
+/* The peer: per (b, h) scores by sgemm, row softmax, and the PV product by sgemm. */
+static void attention_blas(int64_t B, int64_t S, int64_t H, int64_t D, const float *qkv, float *o,
+                           float *scores)
+{
+    int64_t w = 3 * H * D;
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t h = 0; h < H; h++) {
+            const float *q = qkv + b * S * w + h * D;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)S, (int)S, (int)D,
+                        1.0f / sqrtf((float)D), q, (int)w, q + H * D, (int)w, 0.0f, scores, (int)S);
+            for (int64_t i = 0; i < S; i++) {
+                float *s = scores + i * S, m = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < S; j++) {
+                    m = s[j] > m ? s[j] : m;
+                }
+                for (int64_t j = 0; j < S; j++) {
+                    s[j] = expf(s[j] - m);
+                    sum += s[j];
+                }
+                for (int64_t j = 0; j < S; j++) {
+                    s[j] /= sum;
+                }
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)S, (int)D, (int)S, 1.0f,
+                        scores, (int)S, q + 2 * H * D, (int)w, 0.0f, o + b * S * H * D + h * D,
+                        (int)(H * D));
+        }
+    }
+}
+
+static void bench_attention(const cpu_ctx *ctx, int n_threads, int64_t B, int64_t S, int64_t H,
+                            int64_t D)
+{
+    int64_t w = 3 * H * D;
+    float *qkv = rnd(B * S * w), *o = malloc((size_t)(B * S * H * D) * sizeof(float));
+    float *mask = malloc((size_t)(B * S) * sizeof(float)), *scores = rnd(S * S);
+    for (int64_t i = 0; i < B * S; i++) {
+        mask[i] = 1.0f;
+    }
+    struct cpu_attention a = {.B = B, .Sq = S, .Sk = S, .H = H, .Hkv = H, .D = D};
+    a.q = qkv, a.q_bs = S * w, a.q_ss = w, a.q_hs = D;
+    a.k = qkv + H * D, a.k_bs = S * w, a.k_ss = w, a.k_hs = D;
+    a.v = qkv + 2 * H * D, a.v_bs = S * w, a.v_ss = w, a.v_hs = D;
+    a.o = o, a.o_bs = S * H * D, a.o_ss = H * D, a.o_hs = D;
+    a.scale = 1.0f / sqrtf((float)D);
+    a.key_mask = mask;
+    double t_ptm[RUNS], t_blas[RUNS];
+    for (int r = -2; r < RUNS; r++) {
+        double t0 = now_ms();
+        cpu_attention_run(ctx, &a);
+        double t1 = now_ms();
+        attention_blas(B, S, H, D, qkv, o, scores); /* single thread: OpenBLAS is at 1 */
+        double t2 = now_ms();
+        if (r >= 0) {
+            t_ptm[r] = t1 - t0;
+            t_blas[r] = t2 - t1;
+        }
+    }
+    double p = median(t_ptm, RUNS), b = median(t_blas, RUNS);
+    double gflop = 4.0 * (double)(B * H) * (double)(S * S) * (double)D / 1e9;
+    printf("bench=attention_b%lld_s%lld_h%lld_d%lld threads=%d ptm_ms=%.3f "
+           "peer=openblas_1thread_per_head peer_ms=%.3f ratio=%.2f runs=%d ptm_gflops=%.1f\n",
+           (long long)B, (long long)S, (long long)H, (long long)D, n_threads, p, b, b / p, RUNS,
+           gflop / p * 1e3);
+    free(qkv);
+    free(o);
+    free(mask);
+    free(scores);
+}
+
+int main(int argc, char **argv)
+{
+    cpu_ctx ctx = {NULL, cpu_isa_detect()};
+    if (cpu_pool_new(0, &ctx.pool) != PTM_OK) {
+        fprintf(stderr, "bench: %s\n", ptm_last_error());
+        return 1;
+    }
+    cpu_blas_init();
+    int n_threads = cpu_pool_size(ctx.pool);
+    const char *only = argc > 1 ? argv[1] : "";
+    fprintf(stderr, "bench: isa=%s threads=%d\n", cpu_isa_name(ctx.isa), n_threads);
+    const struct gemm_case cases[] = {
+        {4096, 384, 384, CPU_ACT_NONE},  {4096, 384, 1152, CPU_ACT_NONE},
+        {4096, 384, 1536, CPU_ACT_GELU}, {4096, 1536, 384, CPU_ACT_NONE},
+        {16, 384, 384, CPU_ACT_NONE},    {16, 384, 1152, CPU_ACT_NONE},
+        {16, 384, 1536, CPU_ACT_GELU},   {16, 1536, 384, CPU_ACT_NONE},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]) && strstr("gemm", only); i++) {
+        bench_gemm(&ctx, n_threads, cases[i], PTM_F32);
+    }
+    if (strstr("half", only)) {
+        bench_gemm(&ctx, n_threads, (struct gemm_case){4096, 384, 1536, CPU_ACT_GELU}, PTM_BF16);
+        bench_gemm(&ctx, n_threads, (struct gemm_case){1, 4096, 4096, CPU_ACT_NONE}, PTM_BF16);
+        bench_gemm(&ctx, n_threads, (struct gemm_case){1, 4096, 4096, CPU_ACT_NONE}, PTM_F32);
+    }
+    if (strstr("attention", only)) {
+        bench_attention(&ctx, n_threads, 32, 128, 12, 32);
+        bench_attention(&ctx, n_threads, 1, 16, 12, 32);
+    }
+    cpu_pool_free(ctx.pool);
+    return 0;
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""The peers of bench_bert: PyTorch (transformers, inference_mode) and ONNX Runtime (CPU EP,
+model exported from the same weights), kept loaded in one child process so the C benchmark
+can interleave repetitions with ptm's.
+
+Protocol (one line each way): the parent writes "torch B S" or "ort B S"; this process runs
+one timed forward pass on the same inputs bench_bert.c builds and answers "ms <float>".
+"quit" ends it. Usage: peer_bert.py MODEL_DIR THREADS
+"""
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoModel  # noqa: E402
+
+
+def inputs(b, s, vocab):
+    """The ids bench_bert.c uses: a fixed formula, [CLS] first, [SEP] last, no padding."""
+    i = np.arange(b)[:, None]
+    j = np.arange(s)[None, :]
+    ids = (i * 7919 + j * 104729) % (vocab - 2000) + 1000
+    ids[:, 0] = 101
+    ids[:, -1] = 102
+    return ids.astype(np.int64), np.ones((b, s), np.int64), np.zeros((b, s), np.int64)
+
+
+class Wrapped(torch.nn.Module):
+    """Keyword arguments only: BertModel.forward's positional order differs across versions."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+
+
+def main():
+    model_dir, threads = sys.argv[1], int(sys.argv[2])
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    vocab = model.config.vocab_size
+    onnx_path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    ids, mask, types = inputs(2, 16, vocab)
+    with torch.inference_mode():
+        torch.onnx.export(
+            Wrapped(model), (torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types)),
+            onnx_path, input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+            dynamic_axes={n: {0: "b", 1: "s"} for n in
+                          ["input_ids", "attention_mask", "token_type_ids", "last_hidden_state"]})
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    cache = {}
+    print("ready", flush=True)
+    for line in sys.stdin:
+        parts = line.split()
+        if not parts or parts[0] == "quit":
+            break
+        peer, b, s = parts[0], int(parts[1]), int(parts[2])
+        if (b, s) not in cache:
+            cache[(b, s)] = inputs(b, s, vocab)
+        ids, mask, types = cache[(b, s)]
+        if peer == "torch":
+            t = [torch.from_numpy(x) for x in (ids, mask, types)]
+            with torch.inference_mode():
+                t0 = time.perf_counter()
+                model(input_ids=t[0], attention_mask=t[1], token_type_ids=t[2])
+                dt = time.perf_counter() - t0
+        else:
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            t0 = time.perf_counter()
+            sess.run(None, feed)
+            dt = time.perf_counter() - t0
+        print(f"ms {dt * 1e3:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
