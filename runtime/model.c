@@ -132,7 +132,9 @@ ptm_status ptm_model_declare(ptm_model *m, const char *name, int32_t ndim, const
     } else {
         p->init.kind = PTM_INIT_ZEROS;
     }
-    p->dtype = ndim >= 2 && !keep_in_fp32(m->cls, name) ? m->dtype : PTM_F32;
+    p->keep_f32 = keep_in_fp32(m->cls, name);
+    /* Vectors (biases, norms) compute in F32; they are saved back in the model's dtype. */
+    p->dtype = ndim >= 2 && !p->keep_f32 ? m->dtype : PTM_F32;
     p->tied_to = -1;
     m->n_params++;
     /* Rebuilding the index is O(n) per declare; fine for hundreds of parameters, and the

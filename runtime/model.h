@@ -14,6 +14,7 @@ struct ptm__param {
     int64_t shape[PTM_MAX_DIMS];
     struct ptm_param_init init;
     ptm_dtype dtype;
+    int keep_f32;  /* listed in the class's keep_in_fp32: stays F32 whatever the model dtype */
     ptm_tensor *t; /* NULL until loaded or initialised */
     long tied_to;  /* index of the parameter this one shares storage with, or -1 */
 };

@@ -52,8 +52,10 @@ static ptm_status converted(ptm_tensor *t, ptm_dtype dtype, void **out)
     return st;
 }
 
-/* Host copies of the weights for the writer (converted to dtype when it is a float type and
- * differs); tied weights skipped. */
+/* Host copies of the weights for the writer, tied weights skipped. A float weight is written
+ * in dtype when one was asked for, else in the model's dtype (vectors are widened to F32 on
+ * load, exactly, so this narrows them back to what the checkpoint had), keep_in_fp32 ones in
+ * F32. */
 static ptm_status collect(const ptm_model *m, ptm_dtype dtype, struct ptm_st_entry *e,
                           void **copies, size_t *n)
 {
@@ -71,14 +73,15 @@ static ptm_status collect(const ptm_model *m, ptm_dtype dtype, struct ptm_st_ent
         memcpy(x->shape, p->shape, sizeof p->shape);
         x->nbytes = ptm_tensor_nbytes(p->t);
         void *host = ptm_tensor_is_contiguous(p->t) ? ptm_tensor_data(p->t) : NULL;
-        if (is_float(x->dtype) && is_float(dtype) && x->dtype != dtype) {
-            ptm_status st = converted(p->t, dtype, &copies[*n]);
+        ptm_dtype want = is_float(dtype) ? dtype : p->keep_f32 ? PTM_F32 : m->dtype;
+        if (is_float(x->dtype) && is_float(want) && x->dtype != want) {
+            ptm_status st = converted(p->t, want, &copies[*n]);
             if (st != PTM_OK) {
                 return st;
             }
             host = copies[*n];
-            x->dtype = dtype;
-            x->nbytes = (uint64_t)ptm_tensor_numel(p->t) * ptm_dtype_size(dtype);
+            x->dtype = want;
+            x->nbytes = (uint64_t)ptm_tensor_numel(p->t) * ptm_dtype_size(want);
         } else if (host == NULL) {
             if ((copies[*n] = ptm__malloc(x->nbytes + 1)) == NULL) {
                 return ptm__fail(PTM_E_NOMEM, "save: out of memory for %s", p->name);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -283,9 +284,25 @@ static ptm_status build_header(struct sbuf *b, const struct ptm_st_entry *t, con
     return b->oom ? ptm__fail(PTM_E_NOMEM, "safetensors write: out of memory") : PTM_OK;
 }
 
+/* Tell the kernel a large source range will be read once, in order: when it is a mapped
+ * checkpoint (saving a loaded model) this turns per-page faults into read-ahead. Advice on
+ * ordinary heap memory is harmless; failures are ignored. */
+static void advise_sequential(const void *p, uint64_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (n < (8u << 20) || page <= 0) {
+        return;
+    }
+    uintptr_t start = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    size_t len = (size_t)((uintptr_t)p + n - start);
+    madvise((void *)start, len, MADV_SEQUENTIAL);
+    madvise((void *)start, len, MADV_WILLNEED);
+}
+
 static ptm_status write_all(int fd, const char *path, const void *p, uint64_t n)
 {
     const char *c = p;
+    advise_sequential(p, n);
     while (n > 0) {
         size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
         ssize_t w = write(fd, c, chunk);

@@ -343,3 +343,30 @@ Test(model, resize_position_embeddings_goes_through_the_architecture)
     cr_assert(e <= 1e-4, "max abs error %g", e);
     ptm_model_free(m);
 }
+
+Test(model, a_bf16_checkpoint_saves_back_bit_identically)
+{
+    char dir[64], path[160];
+    tmpdir(dir, sizeof dir);
+    struct ptm_load_opts o = {.struct_size = sizeof o, .dtype = "auto"};
+    ptm_model *m = NULL;
+    cr_assert_eq(ptm_model_load(FIXTURE("bert-tiny-bf16"), &o, &m), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_model_save(m, dir, NULL), PTM_OK, "%s", ptm_last_error());
+    ptm_st_file *a = NULL, *b = NULL;
+    cr_assert_eq(ptm_st_open(FIXTURE("bert-tiny-bf16/model.safetensors"), &a), PTM_OK);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    cr_assert_eq(ptm_st_open(path, &b), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_st_count(a), ptm_st_count(b));
+    for (size_t i = 0; i < ptm_st_count(a); i++) {
+        const struct ptm_st_tensor *ta = ptm_st_at(a, i), *tb = ptm_st_find(b, ta->name);
+        cr_assert_not_null(tb, "%s not saved", ta->name);
+        cr_assert_eq(ta->dtype, tb->dtype, "%s: dtype %s saved as %s", ta->name,
+                     ptm_dtype_name(ta->dtype), ptm_dtype_name(tb->dtype));
+        cr_assert_eq(ta->nbytes, tb->nbytes);
+        cr_assert_eq(memcmp(ta->data, tb->data, ta->nbytes), 0, "%s differs", ta->name);
+    }
+    ptm_st_close(a);
+    ptm_st_close(b);
+    ptm_model_free(m);
+    rm_rf(dir);
+}

@@ -5,7 +5,14 @@
  *
  * Workers spin briefly on the job generation counter after a run (kernels come in quick
  * succession during a forward pass, and a futex wake costs tens of microseconds) and then
- * sleep on a condition variable. The caller spins the same way for the last worker to finish.
+ * sleep on a condition variable.
+ *
+ * The caller never waits for a worker that has not started: once the caller has claimed the
+ * last task it closes the run, and it waits only for workers that joined before that (their
+ * tasks are in flight). A worker joins by incrementing `inflight` and then checking `open`;
+ * the caller clears `open` and then reads `inflight`. Both are seq_cst, so at least one side
+ * sees the other: a late worker backs out without touching the run, or the caller waits for
+ * it. On a loaded machine a descheduled worker therefore costs nothing unless it holds a task.
  * This file owns threading only; it knows nothing about kernels or OpenBLAS.
  */
 #include "cpu_kernels.h"
@@ -30,7 +37,8 @@ struct cpu_pool {
     pthread_cond_t cv_done;
     atomic_uint_fast64_t gen;
     atomic_int_fast64_t next;
-    atomic_int active;
+    atomic_int inflight; /* workers inside the current run */
+    atomic_int open;     /* the current run still accepts workers */
     atomic_int stop;
     int64_t n_tasks;
     cpu_task_fn fn;
@@ -89,8 +97,11 @@ static void *pool_worker(void *arg)
         if (atomic_load(&a.pool->stop)) {
             break;
         }
-        pool_drain(a.pool, a.index);
-        if (atomic_fetch_sub_explicit(&a.pool->active, 1, memory_order_acq_rel) == 1) {
+        atomic_fetch_add(&a.pool->inflight, 1);
+        if (atomic_load(&a.pool->open) && atomic_load(&a.pool->gen) == seen) {
+            pool_drain(a.pool, a.index);
+        }
+        if (atomic_fetch_sub(&a.pool->inflight, 1) == 1) {
             pthread_mutex_lock(&a.pool->mu);
             pthread_cond_signal(&a.pool->cv_done);
             pthread_mutex_unlock(&a.pool->mu);
@@ -139,7 +150,8 @@ ptm_status cpu_pool_new(int32_t n_threads, cpu_pool **out)
     pthread_cond_init(&pool->cv_done, NULL);
     atomic_init(&pool->gen, 0);
     atomic_init(&pool->next, 0);
-    atomic_init(&pool->active, 0);
+    atomic_init(&pool->inflight, 0);
+    atomic_init(&pool->open, 0);
     atomic_init(&pool->stop, 0);
     for (int32_t i = 1; i < n_threads; i++) {
         struct pool_worker_arg *arg = malloc(sizeof(*arg));
@@ -204,20 +216,20 @@ void cpu_pool_run(cpu_pool *pool, int64_t n_tasks, cpu_task_fn fn, void *ctx)
     pool->n_tasks = n_tasks;
     pool->fn = fn;
     pool->ctx = ctx;
-    atomic_store_explicit(&pool->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&pool->active, pool->n_threads - 1, memory_order_relaxed);
+    atomic_store(&pool->next, 0);
+    atomic_store(&pool->open, 1);
     pthread_mutex_lock(&pool->mu);
-    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_release);
+    atomic_fetch_add(&pool->gen, 1);
     pthread_cond_broadcast(&pool->cv_work);
     pthread_mutex_unlock(&pool->mu);
     pool_drain(pool, 0);
-    for (int i = 0; i < POOL_SPIN && atomic_load_explicit(&pool->active, memory_order_acquire);
-         i++) {
+    atomic_store(&pool->open, 0); /* every task is claimed: late workers back out */
+    for (int i = 0; i < POOL_SPIN && atomic_load(&pool->inflight); i++) {
         pool_relax();
     }
-    if (atomic_load_explicit(&pool->active, memory_order_acquire)) {
+    if (atomic_load(&pool->inflight)) {
         pthread_mutex_lock(&pool->mu);
-        while (atomic_load_explicit(&pool->active, memory_order_acquire)) {
+        while (atomic_load(&pool->inflight)) {
             pthread_cond_wait(&pool->cv_done, &pool->mu);
         }
         pthread_mutex_unlock(&pool->mu);
