@@ -288,7 +288,8 @@ ptm_status ptm_model_load(const char *name_or_path, const struct ptm_load_opts *
     }
     *out = NULL;
     struct ptm__resolved r;
-    ptm_status st = ptm__resolve(name_or_path, opts ? opts->revision : NULL, &r);
+    ptm_status st = ptm__resolve(name_or_path, opts ? opts->revision : NULL,
+                                 opts ? opts->local_files_only : 0, &r);
     if (st == PTM_OK) {
         st = load_from(name_or_path, &r, opts, out);
     }

@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "hub.h"
 #include "loader.h"
 #include "ptm/ptm.h"
 
@@ -131,7 +132,8 @@ static const struct ptm_builtin_name *find_builtin(const char *name,
     return NULL;
 }
 
-ptm_status ptm__resolve(const char *name, const char *revision, struct ptm__resolved *out)
+ptm_status ptm__resolve(const char *name, const char *revision, int local_files_only,
+                        struct ptm__resolved *out)
 {
     memset(out, 0, sizeof *out);
     if (name == NULL || name[0] == '\0') {
@@ -157,11 +159,17 @@ ptm_status ptm__resolve(const char *name, const char *revision, struct ptm__reso
     if (out->builtin != NULL) {
         return PTM_OK; /* no files, but the plugin's config can build it */
     }
+    char hub_why[1024] = "";
+    ptm_status st =
+        ptm__hub_resolve(repo_id, revision, local_files_only, &out->dir, hub_why, sizeof hub_why);
+    if (st == PTM_OK || hub_why[0] == '\0') {
+        return st; /* downloaded, or a failure the Hub client recorded (gated, corrupt...) */
+    }
     return ptm__fail(PTM_E_NOT_FOUND,
                      "model \"%s\" not found; tried: a local directory of that name (none), "
                      "built-in names of the loaded plugins (none matches), %s (not cached), "
-                     "the Hub (not available in this build)",
-                     name, tried_cache);
+                     "the Hub (%s)",
+                     name, tried_cache, hub_why);
 }
 
 void ptm__resolved_clear(struct ptm__resolved *r)

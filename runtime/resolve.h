@@ -16,10 +16,12 @@ struct ptm__resolved {
 /*
  * Resolve name (with an optional revision for the cache; NULL means "main"). A built-in
  * name resolves to its repo's cached snapshot when there is one, else to no directory (the
- * caller may build the model from the built-in config). PTM_E_NOT_FOUND lists what was
- * tried. Free with ptm__resolved_clear.
+ * caller may build the model from the built-in config). Any other name that misses the
+ * cache is fetched from the Hub (hub.c) unless local_files_only or HF_HUB_OFFLINE=1.
+ * PTM_E_NOT_FOUND lists what was tried. Free with ptm__resolved_clear.
  */
-ptm_status ptm__resolve(const char *name, const char *revision, struct ptm__resolved *out);
+ptm_status ptm__resolve(const char *name, const char *revision, int local_files_only,
+                        struct ptm__resolved *out);
 void ptm__resolved_clear(struct ptm__resolved *r);
 
 /* The hub cache directory by huggingface_hub's precedence: HF_HUB_CACHE, HF_HOME/hub,

@@ -7,10 +7,8 @@
 #include "cli.h"
 
 static const struct cli_command *const commands[] = {
-    &cli_cmd_embed,
-    &cli_cmd_info,
-    &cli_cmd_plugins,
-    &cli_cmd_save,
+    &cli_cmd_download, &cli_cmd_embed, &cli_cmd_info,
+    &cli_cmd_plugins,  &cli_cmd_save,  &cli_cmd_scan_cache,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -14,6 +14,7 @@
 #include "ptm_plugin.h"
 #include "ptm_safetensors.h"
 #include "ptm_embed.h"
+#include "ptm_hub.h"
 #include "ptm_tokenizer.h"
 
 #ifdef __cplusplus
@@ -281,6 +282,24 @@ PTM_API ptm_status ptm_model_resize_param(ptm_model *m, const char *name, int64_
 
 /* memory_footprint: bytes of parameter storage, shared (tied) storage counted once. */
 PTM_API int64_t ptm_model_memory_footprint(const ptm_model *m);
+
+/* main_input_name ("input_ids" unless the class says otherwise) and can_generate; borrowed. */
+PTM_API const char *ptm_model_main_input_name(const ptm_model *m);
+PTM_API int32_t ptm_model_can_generate(const ptm_model *m);
+
+/*
+ * base_model_prefix of the model's class as HF uses it: "" for the base class itself (the
+ * base model is the whole model), else "<prefix>." (e.g. "bert."), the name prefix of the
+ * base model's parameters inside this head model. Borrowed.
+ */
+PTM_API const char *ptm_model_base_model_prefix(const ptm_model *m);
+
+/* model_name_list: the built-in names an architecture registers, in order; NULL past the
+ * end. Borrowed, valid while the plugin is loaded (the process). */
+PTM_API const char *ptm_arch_builtin_name_at(const struct ptm_arch *arch, size_t i);
+
+/* save_config (PaddleNLP): only config.json into dir (created if needed), atomically. */
+PTM_API ptm_status ptm_model_save_config(const ptm_model *m, const char *dir);
 
 /* add_model_tags: tags written to the model card (README.md front matter) on save; copied.
  * tags is NULL-terminated; duplicates are ignored. */
