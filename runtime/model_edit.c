@@ -413,3 +413,41 @@ ptm_status ptm_model_add_tags(ptm_model *m, const char *const *tags)
     }
     return PTM_OK;
 }
+
+const char *ptm_model_main_input_name(const ptm_model *m)
+{
+    return m->cls->main_input_name ? m->cls->main_input_name : "input_ids";
+}
+
+int32_t ptm_model_can_generate(const ptm_model *m)
+{
+    return m->cls->can_generate;
+}
+
+const char *ptm_model_base_model_prefix(const ptm_model *m)
+{
+    static _Thread_local char buf[128];
+    const char *p = m->arch->arch->base_model_prefix;
+    if (m->cls->is_base || p == NULL || p[0] == '\0') {
+        return "";
+    }
+    snprintf(buf, sizeof buf, "%s.", p);
+    return buf;
+}
+
+const char *ptm_arch_builtin_name_at(const struct ptm_arch *arch, size_t i)
+{
+    if (arch == NULL || arch->builtins == NULL) {
+        return NULL;
+    }
+    for (size_t k = 0;; k++) {
+        const struct ptm_builtin_name *b =
+            (const void *)((const char *)arch->builtins + k * arch->builtins->struct_size);
+        if (b->name == NULL) {
+            return NULL;
+        }
+        if (k == i) {
+            return b->name;
+        }
+    }
+}

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "alloc.h"
+#include "atomic_file.h"
 #include "error.h"
 #include "half.h"
 #include "model.h"
@@ -124,6 +125,64 @@ static ptm_status save_config(const ptm_model *m, const char *dir, int full, int
     return st;
 }
 
+/*
+ * The model card: README.md's YAML front matter lists the tags (add_model_tags) and
+ * library_name, as huggingface_hub's ModelCard does. An existing README.md keeps its text;
+ * only its front matter is replaced. Written only when there are tags.
+ */
+static ptm_status save_card(const ptm_model *m, const char *dir)
+{
+    if (m->tags.n == 0) {
+        return PTM_OK;
+    }
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/README.md", dir);
+    char *old = NULL, *body = "";
+    size_t old_n = 0;
+    FILE *f = fopen(path, "rb");
+    if (f != NULL) {
+        fseek(f, 0, SEEK_END);
+        long n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        old = n >= 0 ? ptm__malloc((size_t)n + 1) : NULL;
+        old_n = old ? fread(old, 1, (size_t)n, f) : 0;
+        fclose(f);
+        if (old == NULL) {
+            return ptm__fail(PTM_E_NOMEM, "%s: out of memory", path);
+        }
+        old[old_n] = '\0';
+        body = old;
+        if (strncmp(old, "---\n", 4) == 0) { /* skip the old front matter */
+            char *end = strstr(old + 4, "\n---\n");
+            body = end ? end + 5 : old;
+        }
+    }
+    size_t cap = strlen(body) + 64;
+    for (size_t i = 0; i < m->tags.n; i++) {
+        cap += strlen(m->tags.names[i]) + 8;
+    }
+    char *card = ptm__malloc(cap);
+    ptm_status st = card ? PTM_OK : ptm__fail(PTM_E_NOMEM, "%s: out of memory", path);
+    if (st == PTM_OK) {
+        size_t w = (size_t)snprintf(card, cap, "---\nlibrary_name: transformers\ntags:\n");
+        for (size_t i = 0; i < m->tags.n; i++) {
+            w += (size_t)snprintf(card + w, cap - w, "- %s\n", m->tags.names[i]);
+        }
+        w += (size_t)snprintf(card + w, cap - w, "---\n%s", body);
+        st = ptm__atomic_write(path, card, w);
+    }
+    ptm__free(card);
+    ptm__free(old);
+    return st;
+}
+
+ptm_status ptm_model_save_config(const ptm_model *m, const char *dir)
+{
+    ptm__error_clear();
+    ptm_status st = m && dir ? make_dir(dir) : ptm__fail(PTM_E_INVAL, "save_config: NULL");
+    return st == PTM_OK ? save_config(m, dir, 0, 0, PTM_F32) : st;
+}
+
 ptm_status ptm_model_save(const ptm_model *m, const char *dir, const struct ptm_save_opts *o)
 {
     ptm__error_clear();
@@ -164,6 +223,9 @@ ptm_status ptm_model_save(const ptm_model *m, const char *dir, const struct ptm_
     }
     if (st == PTM_OK) {
         st = save_config(m, dir, o ? o->full_config : 0, has_dtype, dtype);
+    }
+    if (st == PTM_OK) {
+        st = save_card(m, dir);
     }
     for (size_t i = 0; copies != NULL && i <= m->n_params; i++) {
         ptm__free(copies[i]);

@@ -370,3 +370,27 @@ Test(model, a_bf16_checkpoint_saves_back_bit_identically)
     ptm_model_free(m);
     rm_rf(dir);
 }
+
+Test(model, tags_land_in_the_model_card_and_accessors_answer)
+{
+    char dir[64], path[128], card[512] = "";
+    tmpdir(dir, sizeof dir);
+    ptm_model *m = load(FIXTURE("bert-tiny-seqcls"), NULL);
+    cr_assert_str_eq(ptm_model_main_input_name(m), "input_ids");
+    cr_assert_eq(ptm_model_can_generate(m), 0);
+    cr_assert_str_eq(ptm_model_base_model_prefix(m), "bert.");
+    cr_assert_str_eq(ptm_arch_builtin_name_at(ptm_model_arch(m), 0), "bert-base-uncased");
+    const char *tags[] = {"ptm", "text-classification", "ptm", NULL};
+    cr_assert_eq(ptm_model_add_tags(m, tags), PTM_OK);
+    cr_assert_eq(ptm_model_save(m, dir, NULL), PTM_OK, "%s", ptm_last_error());
+    snprintf(path, sizeof path, "%s/README.md", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(card, 1, sizeof card - 1, f);
+    card[n] = '\0';
+    fclose(f);
+    cr_assert_str_eq(card, "---\nlibrary_name: transformers\ntags:\n- ptm\n- text-classification\n"
+                           "---\n");
+    ptm_model_free(m);
+    rm_rf(dir);
+}
