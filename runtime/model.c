@@ -396,6 +396,32 @@ ptm_status ptm__model_dtype(const ptm_config *cfg, const char *want, ptm_dtype *
     return PTM_OK;
 }
 
+ptm_status ptm__model_attn(ptm_device *dev, const struct ptm_load_opts *o)
+{
+    const char *want =
+        o && PTM_HAS(o, struct ptm_load_opts, attn_implementation) ? o->attn_implementation : NULL;
+    const struct ptm_backend *be = dev->backend->be;
+    if (want != NULL && strcmp(want, "auto") && strcmp(want, "fused") && strcmp(want, "sdpa")) {
+        return ptm__fail(PTM_E_UNSUPPORTED,
+                         "attn_implementation \"%s\": ptm has only the "
+                         "backend's fused attention (\"fused\"; \"sdpa\" and \"auto\" "
+                         "choose it), which computes the same softmax(QK^T)V",
+                         want);
+    }
+    if (!PTM_HAS(be, struct ptm_backend, attention) || be->attention == NULL) {
+        return ptm__fail(PTM_E_UNSUPPORTED,
+                         "attn_implementation: backend %s has no fused "
+                         "attention kernel",
+                         be->name);
+    }
+    return PTM_OK;
+}
+
+const char *ptm_model_attn_implementation(const ptm_model *m)
+{
+    return "fused";
+}
+
 static const struct ptm_model_class *base_class(const struct ptm_arch *a)
 {
     for (size_t i = 0;; i++) {
@@ -472,6 +498,9 @@ ptm_status ptm_model_new(const ptm_config *cfg, const char *class_name,
     }
     if (st == PTM_OK) {
         st = ptm_device_get(devname, &dev);
+    }
+    if (st == PTM_OK) {
+        st = ptm__model_attn(dev, opts);
     }
     if (st == PTM_OK) {
         st = ptm_config_copy(cfg, &copy);

@@ -67,6 +67,9 @@ ptm_status ptm__model_pick_class(const ptm_config *cfg, const char *class_name,
                                  const struct ptm__arch_entry **arch,
                                  const struct ptm_model_class **cls);
 
+/* HF attn_implementation: check the request against what the device's backend has. */
+ptm_status ptm__model_attn(ptm_device *dev, const struct ptm_load_opts *o);
+
 /* The dtype policy: opts->dtype ("auto" = config's torch_dtype / dtype). */
 ptm_status ptm__model_dtype(const ptm_config *cfg, const char *want, ptm_dtype *out);
 

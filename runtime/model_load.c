@@ -237,6 +237,9 @@ static ptm_status load_from(const char *name, const struct ptm__resolved *r,
     if (st == PTM_OK) {
         st = ptm_device_get(o && o->device ? o->device : "cpu", &dev);
     }
+    if (st == PTM_OK) {
+        st = ptm__model_attn(dev, o);
+    }
     if (st == PTM_OK && r->dir == NULL) {
         st = ptm__fail(PTM_E_NOT_FOUND,
                        "model \"%s\": built-in name of %s (repo %s), but its "

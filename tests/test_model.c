@@ -394,3 +394,42 @@ Test(model, tags_land_in_the_model_card_and_accessors_answer)
     ptm_model_free(m);
     rm_rf(dir);
 }
+
+Test(model, attn_implementation_is_chosen_and_reported)
+{
+    ptm_model *m = load(FIXTURE("bert-tiny"), NULL);
+    cr_assert_str_eq(ptm_model_attn_implementation(m), "fused");
+    ptm_model_free(m);
+    struct ptm_load_opts o = {.struct_size = sizeof o, .attn_implementation = "sdpa"};
+    cr_assert_eq(ptm_model_load(FIXTURE("bert-tiny"), &o, &m), PTM_OK, "%s", ptm_last_error());
+    ptm_model_free(m);
+    o.attn_implementation = "eager";
+    m = (ptm_model *)1;
+    cr_assert_eq(ptm_model_load(FIXTURE("bert-tiny"), &o, &m), PTM_E_UNSUPPORTED);
+    cr_assert_null(m);
+    cr_assert(strstr(ptm_last_error(), "\"eager\"") != NULL, "%s", ptm_last_error());
+}
+
+Test(model, resize_without_mean_initialises_new_rows_from_the_init_spec)
+{
+    ptm_model *m = load(FIXTURE("bert-tiny"), NULL);
+    ptm_tensor *old = ptm_model_input_embeddings(m);
+    int64_t rows = ptm_tensor_dim(old, 0), dim = ptm_tensor_dim(old, 1);
+    cr_assert_eq(ptm_model_resize_token_embeddings(m, rows + 200, 0, 0), PTM_OK, "%s",
+                 ptm_last_error());
+    const float *e = ptm_tensor_data(ptm_model_input_embeddings(m));
+    double s = 0, ss = 0;
+    int64_t n = 200 * dim;
+    for (int64_t i = 0; i < n; i++) {
+        s += e[rows * dim + i];
+        ss += (double)e[rows * dim + i] * e[rows * dim + i];
+    }
+    double mean = s / n, std = sqrt(ss / n - mean * mean);
+    /* normal(0, initializer_range 0.02): 6400 samples, 5 standard errors. */
+    cr_assert(fabs(mean) < 5 * 0.02 / sqrt((double)n), "mean %g", mean);
+    cr_assert(fabs(std - 0.02) < 5 * 0.02 / sqrt(2.0 * n), "std %g", std);
+    /* Shrinking keeps the first rows. */
+    cr_assert_eq(ptm_model_resize_token_embeddings(m, 10, 0, 0), PTM_OK);
+    cr_assert_eq(ptm_tensor_dim(ptm_model_input_embeddings(m), 0), 10);
+    ptm_model_free(m);
+}

@@ -129,12 +129,12 @@ static int run_info(int argc, char **argv)
                                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
     } else {
         printf("model        %s\ndirectory    %s\nclass        %s (model_type %s)\n"
-               "device       %s\nparameters   %lld (%lld without embeddings)\n"
+               "device       %s (attention: %s)\nparameters   %lld (%lld without embeddings)\n"
                "footprint    %.2f MB (%s)\n",
                a.model, ptm_model_dir(m), ptm_model_class_name(m),
                ptm_config_model_type(ptm_model_config(m)), ptm_device_name(ptm_model_device(m)),
-               (long long)ptm_model_num_parameters(m, 0), (long long)ptm_model_num_parameters(m, 1),
-               footprint(m) / 1e6, wdtype);
+               ptm_model_attn_implementation(m), (long long)ptm_model_num_parameters(m, 0),
+               (long long)ptm_model_num_parameters(m, 1), footprint(m) / 1e6, wdtype);
         const char *const *miss = ptm_model_loading_info(m, PTM_LOAD_MISSING);
         const char *const *unexp = ptm_model_loading_info(m, PTM_LOAD_UNEXPECTED);
         for (; *miss; miss++) {

@@ -134,6 +134,10 @@ struct ptm_load_opts {
     int32_t local_files_only;
     const char *const *config_overrides; /* NULL-terminated "key=value" list */
     uint64_t seed;                       /* for weights initialised because missing */
+    /* "auto" (NULL), "fused" or "sdpa": the backend's fused attention kernel, the only path
+     * ptm has; "eager" (an unfused softmax(QK^T)V) is refused with PTM_E_UNSUPPORTED.
+     * ptm_model_attn_implementation() reports the choice. */
+    const char *attn_implementation;
 };
 
 /*
@@ -171,6 +175,9 @@ PTM_API const struct ptm_arch *ptm_model_arch(const ptm_model *m);
 PTM_API ptm_device *ptm_model_device(const ptm_model *m);
 /* The directory the model was loaded from, or NULL for ptm_model_new. */
 PTM_API const char *ptm_model_dir(const ptm_model *m);
+
+/* The attention implementation chosen at load ("fused"); borrowed. */
+PTM_API const char *ptm_model_attn_implementation(const ptm_model *m);
 
 /* Loading info (HF output_loading_info): NULL-terminated lists of parameter names. */
 enum {
