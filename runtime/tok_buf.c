@@ -1,5 +1,6 @@
 /*
- * tok_buf.c - the tokenizer's growable arrays (code points, bytes, words, encodings) and the
+ * tok_buf.c - the tokenizer's growable arrays (code points, bytes, words, encodings, the
+ * decoders' string lists) and the
  * per-call scratch that holds them. Growth doubles, so an encode call allocates O(log n)
  * times and a batch reuses the same storage for every sequence. Nothing here knows Unicode
  * or JSON.
@@ -127,6 +128,64 @@ ptm_status ptm__tok_enc_push(struct ptm__tok_enc *e, int32_t id, int32_t type_id
     return PTM_OK;
 }
 
+ptm_status ptm__tok_strs_append(struct ptm__tok_strs *l, const char *s, size_t n)
+{
+    return ptm__tok_bytes_append(&l->buf, s, n);
+}
+
+ptm_status ptm__tok_strs_close(struct ptm__tok_strs *l)
+{
+    if (l->n == l->cap) {
+        void *v = l->end;
+        ptm_status st = grow(&v, &l->cap, l->n + 1, sizeof *l->end);
+        l->end = v;
+        if (st != PTM_OK) {
+            return st;
+        }
+    }
+    ptm_status st = ptm__tok_bytes_reserve(&l->buf, 0); /* buf.v is never NULL after a close */
+    if (st == PTM_OK) {
+        l->end[l->n++] = l->buf.n;
+    }
+    return st;
+}
+
+ptm_status ptm__tok_strs_push(struct ptm__tok_strs *l, const char *s, size_t n)
+{
+    ptm_status st = ptm__tok_strs_append(l, s, n);
+    return st != PTM_OK ? st : ptm__tok_strs_close(l);
+}
+
+void ptm__tok_strs_clear(struct ptm__tok_strs *l)
+{
+    l->n = 0;
+    l->buf.n = 0;
+}
+
+void ptm__tok_strs_free(struct ptm__tok_strs *l)
+{
+    ptm__free(l->buf.v);
+    ptm__free(l->end);
+    memset(l, 0, sizeof *l);
+}
+
+ptm_status ptm__tok_scratch_model(struct ptm__tok_scratch *s, size_t bytes)
+{
+    if (bytes <= s->model_bytes) {
+        return PTM_OK;
+    }
+    size_t want = bytes < 4096 ? 4096 : bytes + bytes / 2;
+    void *p = ptm__malloc(want);
+    if (p == NULL) {
+        return ptm__fail(PTM_E_NOMEM, "tokenizer: out of memory for %zu bytes of model scratch",
+                         want);
+    }
+    ptm__free(s->model);
+    s->model = p;
+    s->model_bytes = want;
+    return PTM_OK;
+}
+
 void ptm__tok_scratch_free(struct ptm__tok_scratch *s)
 {
     ptm__free(s->text.v);
@@ -137,5 +196,6 @@ void ptm__tok_scratch_free(struct ptm__tok_scratch *s)
     ptm__free(s->words2.v);
     ptm__free(s->bytes.v);
     ptm__free(s->seg);
+    ptm__free(s->model);
     memset(s, 0, sizeof *s);
 }

@@ -2,8 +2,9 @@
  * tok_normalize.c - tokenizer.json normalizers: BertNormalizer, Lowercase, NFD/NFC/NFKD/NFKC,
  * StripAccents, Strip, Replace (string pattern), Prepend and Sequence, each matching
  * Hugging Face `tokenizers` character for character. They work on code points; offsets
- * (alignment to the original text) are not tracked yet. Regex Replace and Precompiled
- * (SentencePiece) are refused as unsupported. The loaded objects are immutable.
+ * (alignment to the original text) are not tracked yet. Replace with a Regex pattern
+ * (tok_regex.c) and Precompiled (tok_precompiled.c) are dispatched from here. The loaded
+ * objects are immutable.
  */
 #include <stdio.h>
 #include <string.h>
@@ -391,9 +392,17 @@ ptm_status ptm__tok_normalizer_from_json(const struct ptm__tok_jctx *c, json_obj
         return PTM_OK;
     }
     const char *type;
+    json_object *pat;
     ptm_status st = ptm__tok_jtype(c, j, path, &type);
     if (st != PTM_OK) {
         return st;
+    }
+    if (strcmp(type, "Precompiled") == 0) {
+        return ptm__tok_precompiled_from_json(c, j, path, out);
+    }
+    if (strcmp(type, "Replace") == 0 && json_object_object_get_ex(j, "pattern", &pat) &&
+        json_object_object_get_ex(pat, "Regex", NULL)) {
+        return ptm__tok_replace_regex_from_json(c, j, path, out);
     }
     struct norm *n = ptm__calloc(1, sizeof *n);
     if (n == NULL) {

@@ -3,8 +3,10 @@
  * per-piece type ids, multi-id special tokens), BertProcessing and Sequence, plus HF's
  * behaviour without one (plain concatenation). They merge the model's encodings of one
  * sequence or a pair into the final encoding and mark what they add in the special tokens
- * mask. RobertaProcessing and ByteLevel load as unsupported for now. Sequence runs its
- * children in turn, each on the previous one's output as a single sequence.
+ * mask. RobertaProcessing (<s> A </s> </s> B </s>, every type id 0) and ByteLevel (which only
+ * trims offsets: a pass-through here) too. Sequence runs its children in turn, each on the
+ * previous one's output as a single sequence; ByteLevel children are left out, since HF
+ * passes the pair through them unmerged.
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +15,7 @@
 #include "error.h"
 #include "tokenizer.h"
 
-enum post_kind { PP_TEMPLATE, PP_BERT, PP_SEQUENCE };
+enum post_kind { PP_TEMPLATE, PP_BERT, PP_SEQUENCE, PP_BYTELEVEL, PP_ROBERTA };
 
 struct tpl_piece {
     int is_special;
@@ -74,6 +76,10 @@ static size_t post_n_added(const struct ptm__tok_post *base, int is_pair)
         return n;
     case PP_BERT:
         return is_pair ? 3 : 2;
+    case PP_ROBERTA:
+        return is_pair ? 4 : 2;
+    case PP_BYTELEVEL:
+        return 0;
     case PP_SEQUENCE:
         for (size_t i = 0; i < p->n_kids; i++) {
             n += p->kids[i]->ops->n_added(p->kids[i], is_pair && i == 0);
@@ -129,6 +135,30 @@ static ptm_status cls_sep_process(const struct post *p, const struct ptm__tok_en
     return st;
 }
 
+/* HF RobertaProcessing: every type id 0, special tokens or not. */
+static ptm_status roberta_process(const struct post *p, const struct ptm__tok_enc *a,
+                                  const struct ptm__tok_enc *b, int add_special,
+                                  struct ptm__tok_enc *out)
+{
+    ptm_status st = PTM_OK;
+    const struct ptm__tok_enc *seq[2] = {a, b};
+    for (int k = 0; k < 2 && st == PTM_OK; k++) {
+        if (seq[k] == NULL) {
+            continue;
+        }
+        if (add_special) {
+            st = ptm__tok_enc_push(out, k == 0 ? p->cls_id : p->sep_id, 0, 1);
+        }
+        if (st == PTM_OK) {
+            st = append(out, seq[k], 0, 0);
+        }
+        if (st == PTM_OK && add_special) {
+            st = ptm__tok_enc_push(out, p->sep_id, 0, 1);
+        }
+    }
+    return st;
+}
+
 static ptm_status post_process(const struct ptm__tok_post *base, const struct ptm__tok_enc *a,
                                const struct ptm__tok_enc *b, int add_special,
                                struct ptm__tok_enc *out)
@@ -139,6 +169,10 @@ static ptm_status post_process(const struct ptm__tok_post *base, const struct pt
         return template_process(p, a, b, add_special, out);
     case PP_BERT:
         return cls_sep_process(p, a, b, add_special, out);
+    case PP_ROBERTA:
+        return roberta_process(p, a, b, add_special, out);
+    case PP_BYTELEVEL:
+        return ptm__tok_post_default(a, b, out);
     case PP_SEQUENCE:
         break;
     }
@@ -331,18 +365,25 @@ static ptm_status load_sequence(const struct ptm__tok_jctx *c, json_object *j, c
         return st;
     }
     size_t k = json_object_array_length(arr);
-    p->kids = ptm__calloc(k, sizeof *p->kids);
+    p->kids = ptm__calloc(k ? k : 1, sizeof *p->kids);
     if (p->kids == NULL) {
         return ptm__fail(PTM_E_NOMEM, "%s: %s: out of memory", c->file, path);
     }
     for (size_t i = 0; i < k && st == PTM_OK; i++) {
         char sub[256];
         snprintf(sub, sizeof sub, "%s.processors[%zu]", path, i);
-        st = ptm__tok_post_from_json(c, json_object_array_get_idx(arr, i), sub, &p->kids[i]);
-        if (st == PTM_OK && p->kids[i] == NULL) {
+        st =
+            ptm__tok_post_from_json(c, json_object_array_get_idx(arr, i), sub, &p->kids[p->n_kids]);
+        if (st == PTM_OK && p->kids[p->n_kids] == NULL) {
             st = ptm__fail(PTM_E_FORMAT, "%s: %s: expected object, got null", c->file, sub);
         }
-        p->n_kids = i + 1;
+        if (p->kids[p->n_kids] != NULL &&
+            ((const struct post *)p->kids[p->n_kids])->kind == PP_BYTELEVEL) {
+            ptm__tok_post_free(p->kids[p->n_kids]);
+            p->kids[p->n_kids] = NULL;
+        } else {
+            p->n_kids++;
+        }
     }
     return st;
 }
@@ -373,6 +414,14 @@ ptm_status ptm__tok_post_from_json(const struct ptm__tok_jctx *c, json_object *j
         if (st == PTM_OK) {
             st = load_pair_id(c, j, path, "sep", &p->sep_id);
         }
+    } else if (strcmp(type, "RobertaProcessing") == 0) {
+        p->kind = PP_ROBERTA;
+        st = load_pair_id(c, j, path, "cls", &p->cls_id);
+        if (st == PTM_OK) {
+            st = load_pair_id(c, j, path, "sep", &p->sep_id);
+        }
+    } else if (strcmp(type, "ByteLevel") == 0) {
+        p->kind = PP_BYTELEVEL;
     } else if (strcmp(type, "Sequence") == 0) {
         p->kind = PP_SEQUENCE;
         st = load_sequence(c, j, path, p);

@@ -4,8 +4,10 @@
  * Sequence. Splitting follows HF NormalizedString::split for a char predicate: each matching
  * character is one match, then the delimiter behavior (Removed, Isolated, MergedWithPrevious,
  * MergedWithNext, Contiguous) decides where it goes, and empty pieces are dropped. Words that
- * are added tokens (id >= 0) pass through. Pre-tokenizers that rewrite text (ByteLevel,
- * Metaspace) and regex Split are not here yet and load as unsupported.
+ * are added tokens (id >= 0) pass through. The splitting and word-walking helpers are shared
+ * with the pre-tokenizers that rewrite text or use a regex, which live in their own files
+ * (ByteLevel: tok_bytelevel.c, Metaspace: tok_metaspace.c, Split: tok_regex.c) and are
+ * dispatched from here.
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +17,13 @@
 #include "tokenizer.h"
 
 enum pre_kind { P_BERT, P_WHITESPACE, P_WS_SPLIT, P_PUNCT, P_DIGITS, P_SEQUENCE };
-enum behavior { B_REMOVED, B_ISOLATED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
+enum behavior {
+    B_REMOVED = PTM__TOK_REMOVED,
+    B_ISOLATED = PTM__TOK_ISOLATED,
+    B_MERGED_PREV = PTM__TOK_MERGED_PREV,
+    B_MERGED_NEXT = PTM__TOK_MERGED_NEXT,
+    B_CONTIGUOUS = PTM__TOK_CONTIGUOUS
+};
 
 struct pretok {
     struct ptm__tok_pretok base;
@@ -25,7 +33,7 @@ struct pretok {
     size_t n_kids;
 };
 
-static ptm_status seg_push(struct ptm__tok_scratch *s, size_t *n, size_t a, size_t b, size_t m)
+ptm_status ptm__tok_seg_push(struct ptm__tok_scratch *s, size_t *n, size_t a, size_t b, size_t m)
 {
     if (3 * (*n + 1) > s->seg_cap) {
         size_t cap = s->seg_cap ? 2 * s->seg_cap : 96;
@@ -95,17 +103,24 @@ static ptm_status split_pred(struct ptm__tok_scratch *s, const struct ptm__tok_w
     for (size_t i = 0; i < w->len && st == PTM_OK; i++) {
         if (pred(c[i])) {
             if (last < i) {
-                st = seg_push(s, &n, last, i, 0);
+                st = ptm__tok_seg_push(s, &n, last, i, 0);
             }
             if (st == PTM_OK) {
-                st = seg_push(s, &n, i, i + 1, 1);
+                st = ptm__tok_seg_push(s, &n, i, i + 1, 1);
             }
             last = i + 1;
         }
     }
     if (st == PTM_OK && last < w->len) {
-        st = seg_push(s, &n, last, w->len, 0);
+        st = ptm__tok_seg_push(s, &n, last, w->len, 0);
     }
+    return st != PTM_OK ? st : ptm__tok_split_emit(s, w, n, (int)bh);
+}
+
+ptm_status ptm__tok_split_emit(struct ptm__tok_scratch *s, const struct ptm__tok_word *w, size_t n,
+                               int bh)
+{
+    ptm_status st = PTM_OK;
     size_t first = 0;
     if (bh == B_MERGED_PREV || bh == B_CONTIGUOUS) {
         n = fold_forward(s->seg, n, bh == B_CONTIGUOUS);
@@ -187,6 +202,31 @@ static ptm_status split_word(const struct pretok *p, struct ptm__tok_scratch *s,
     return ptm__fail(PTM_E_INTERNAL, "tokenizer: pre-tokenizer kind %d cannot split", p->kind);
 }
 
+ptm_status ptm__tok_pretok_map(const void *ctx, struct ptm__tok_scratch *s, ptm__tok_word_fn fn)
+{
+    ptm_status st = PTM_OK;
+    s->words2.n = 0;
+    for (size_t i = 0; i < s->words.n && st == PTM_OK; i++) {
+        const struct ptm__tok_word *w = &s->words.v[i];
+        if (w->id >= 0) {
+            st = ptm__tok_words_push(&s->words2, w->off, w->len, w->id);
+        } else {
+            st = fn(ctx, s, w, i);
+        }
+    }
+    struct ptm__tok_words t = s->words;
+    s->words = s->words2;
+    s->words2 = t;
+    return st;
+}
+
+static ptm_status split_one(const void *ctx, struct ptm__tok_scratch *s,
+                            const struct ptm__tok_word *w, size_t i)
+{
+    (void)i;
+    return split_word(ctx, s, w);
+}
+
 static ptm_status pretok_apply(const struct ptm__tok_pretok *base, struct ptm__tok_scratch *s)
 {
     const struct pretok *p = (const struct pretok *)base;
@@ -197,19 +237,7 @@ static ptm_status pretok_apply(const struct ptm__tok_pretok *base, struct ptm__t
         }
         return st;
     }
-    s->words2.n = 0;
-    for (size_t i = 0; i < s->words.n && st == PTM_OK; i++) {
-        const struct ptm__tok_word *w = &s->words.v[i];
-        if (w->id >= 0) {
-            st = ptm__tok_words_push(&s->words2, w->off, w->len, w->id);
-        } else {
-            st = split_word(p, s, w);
-        }
-    }
-    struct ptm__tok_words t = s->words;
-    s->words = s->words2;
-    s->words2 = t;
-    return st;
+    return ptm__tok_pretok_map(p, s, split_one);
 }
 
 static void pretok_destroy(struct ptm__tok_pretok *base)
@@ -224,8 +252,8 @@ static void pretok_destroy(struct ptm__tok_pretok *base)
 
 static const struct ptm__tok_pretok_ops pretok_ops = {pretok_apply, pretok_destroy};
 
-static ptm_status load_behavior(const struct ptm__tok_jctx *c, json_object *j, const char *path,
-                                enum behavior dflt, enum behavior *out)
+ptm_status ptm__tok_jbehavior(const struct ptm__tok_jctx *c, json_object *j, const char *path,
+                              int dflt, int *out)
 {
     static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
                                   "Contiguous"};
@@ -238,7 +266,7 @@ static ptm_status load_behavior(const struct ptm__tok_jctx *c, json_object *j, c
     const char *v = json_object_get_string(m);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(v, names[i]) == 0) {
-            *out = (enum behavior)i;
+            *out = (int)i;
             return PTM_OK;
         }
     }
@@ -282,7 +310,10 @@ static ptm_status load_kind(const struct ptm__tok_jctx *c, json_object *j, const
         p->kind = P_WS_SPLIT;
     } else if (strcmp(type, "Punctuation") == 0) {
         p->kind = P_PUNCT;
-        return load_behavior(c, j, path, B_ISOLATED, &p->behavior);
+        int bh;
+        ptm_status st = ptm__tok_jbehavior(c, j, path, B_ISOLATED, &bh);
+        p->behavior = (enum behavior)bh;
+        return st;
     } else if (strcmp(type, "Digits") == 0) {
         int individual;
         p->kind = P_DIGITS;
@@ -305,10 +336,24 @@ ptm_status ptm__tok_pretok_from_json(const struct ptm__tok_jctx *c, json_object 
     if (j == NULL || json_object_is_type(j, json_type_null)) {
         return PTM_OK;
     }
+    static const struct {
+        const char *type;
+        ptm_status (*load)(const struct ptm__tok_jctx *, json_object *, const char *,
+                           struct ptm__tok_pretok **);
+    } others[] = {
+        {"ByteLevel", ptm__tok_bytelevel_pretok_from_json},
+        {"Metaspace", ptm__tok_metaspace_pretok_from_json},
+        {"Split", ptm__tok_split_from_json},
+    };
     const char *type;
     ptm_status st = ptm__tok_jtype(c, j, path, &type);
     if (st != PTM_OK) {
         return st;
+    }
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        if (strcmp(type, others[i].type) == 0) {
+            return others[i].load(c, j, path, out);
+        }
     }
     struct pretok *p = ptm__calloc(1, sizeof *p);
     if (p == NULL) {

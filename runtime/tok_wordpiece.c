@@ -113,50 +113,6 @@ static void wp_destroy(struct ptm__tok_model *base)
 
 static const struct ptm__tok_model_ops wp_ops = {wp_tokenize, wp_vocab, wp_destroy};
 
-/* model.vocab: {"token": id, ...}; ids need not be dense but must be distinct. */
-static ptm_status load_vocab(const struct ptm__tok_jctx *c, json_object *j, const char *path,
-                             struct ptm__tok_vocab *v)
-{
-    json_object *obj;
-    ptm_status st = ptm__tok_jmember(c, j, path, "vocab", json_type_object, 1, &obj);
-    if (st != PTM_OK) {
-        return st;
-    }
-    int64_t max_id = -1;
-    size_t n = 0;
-    json_object_object_foreach(obj, key, val)
-    {
-        if (!json_object_is_type(val, json_type_int)) {
-            return ptm__fail(PTM_E_FORMAT, "%s: %s.vocab[\"%s\"]: expected integer, got %s",
-                             c->file, path, key, ptm__tok_json_type_name(val));
-        }
-        int64_t id = json_object_get_int64(val);
-        if (id < 0 || id >= PTM__TOK_MAX_ID) {
-            return ptm__fail(PTM_E_FORMAT, "%s: %s.vocab[\"%s\"]: id %lld out of range [0, %d)",
-                             c->file, path, key, (long long)id, PTM__TOK_MAX_ID);
-        }
-        max_id = id > max_id ? id : max_id;
-        n++;
-    }
-    st = ptm__tok_vocab_init(v, (size_t)(max_id + 1), n);
-    json_object_object_foreach(obj, k2, v2)
-    {
-        if (st != PTM_OK) {
-            break;
-        }
-        int32_t id = (int32_t)json_object_get_int64(v2);
-        /* json-c cuts object keys at NUL, so "\u0000" arrives as ""; an empty token can never
-         * match a word, so reading "" as the one-byte "\0" loses nothing and keeps that id. */
-        size_t len = k2[0] != '\0' ? strlen(k2) : 1;
-        st = ptm__tok_vocab_add(v, k2, len, id);
-        if (st == PTM_E_EXISTS) {
-            st = ptm__fail(PTM_E_FORMAT, "%s: %s.vocab[\"%s\"]: id %d used twice", c->file, path,
-                           k2, (int)id);
-        }
-    }
-    return st;
-}
-
 static ptm_status load_fields(const struct ptm__tok_jctx *c, json_object *j, const char *path,
                               struct wordpiece *wp)
 {
@@ -192,7 +148,7 @@ ptm_status ptm__tok_wordpiece_from_json(const struct ptm__tok_jctx *c, json_obje
     wp->base.ops = &wp_ops;
     ptm_status st = load_fields(c, j, path, wp);
     if (st == PTM_OK) {
-        st = load_vocab(c, j, path, &wp->vocab);
+        st = ptm__tok_vocab_from_json(c, j, path, &wp->vocab);
     }
     if (st != PTM_OK) {
         wp_destroy(&wp->base);

@@ -2,7 +2,8 @@
  * tokenizer.c - loading a tokenizer from tokenizer.json (a file, a model directory holding
  * one, or bytes in memory) and the read-only lookups over it: token <-> id, vocab size and
  * decode. It dispatches each component of the file to its loader (tok_normalize.c,
- * tok_pretok.c, tok_wordpiece.c, tok_post.c, tok_decode.c, tok_added.c) and reads the
+ * tok_pretok.c, tok_wordpiece.c / tok_bpe.c / tok_unigram.c, tok_post.c, tok_decode.c,
+ * tok_added.c) and reads the
  * file's default truncation and padding. Encoding lives in tok_encode.c.
  */
 #include <errno.h>
@@ -23,6 +24,8 @@ static const struct {
                        struct ptm__tok_model **);
 } model_types[] = {
     {"WordPiece", ptm__tok_wordpiece_from_json},
+    {"BPE", ptm__tok_bpe_from_json},
+    {"Unigram", ptm__tok_unigram_from_json},
 };
 
 ptm_status ptm__tok_model_from_json(const struct ptm__tok_jctx *c, json_object *j, const char *path,

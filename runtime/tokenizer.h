@@ -60,7 +60,11 @@ struct ptm__tok_scratch {
     struct ptm__tok_bytes bytes;  /* UTF-8 scratch (model lookups, utf8proc) */
     size_t *seg;                  /* splitter segments: start, end, is_match triples */
     size_t seg_cap;
+    void *model; /* the model's working memory (BPE symbols, Viterbi lattice) */
+    size_t model_bytes;
 };
+/* s->model grown to at least bytes (contents not kept). */
+ptm_status ptm__tok_scratch_model(struct ptm__tok_scratch *s, size_t bytes);
 
 void ptm__tok_scratch_free(struct ptm__tok_scratch *s);
 
@@ -127,6 +131,9 @@ struct ptm__tok_vocab {
 /* init sizes the map for n_tokens tokens with ids below n_ids; add copies tok and returns
  * PTM_E_EXISTS (no message: the caller names the file) for a duplicate id or token. */
 ptm_status ptm__tok_vocab_init(struct ptm__tok_vocab *v, size_t n_ids, size_t n_tokens);
+/* path.vocab: {"token": id, ...}, ids distinct (WordPiece and BPE). */
+ptm_status ptm__tok_vocab_from_json(const struct ptm__tok_jctx *c, json_object *j, const char *path,
+                                    struct ptm__tok_vocab *v);
 ptm_status ptm__tok_vocab_add(struct ptm__tok_vocab *v, const char *tok, size_t len, int32_t id);
 int32_t ptm__tok_vocab_find(const struct ptm__tok_vocab *v, const char *tok, size_t len);
 void ptm__tok_vocab_free(struct ptm__tok_vocab *v);
@@ -147,6 +154,30 @@ struct ptm__tok_normalizer {
 ptm_status ptm__tok_normalizer_from_json(const struct ptm__tok_jctx *c, json_object *j,
                                          const char *path, struct ptm__tok_normalizer **out);
 void ptm__tok_normalizer_free(struct ptm__tok_normalizer *n);
+/* Precompiled (tok_precompiled.c) and Replace with a Regex pattern (tok_regex.c). */
+ptm_status ptm__tok_precompiled_from_json(const struct ptm__tok_jctx *c, json_object *j,
+                                          const char *path, struct ptm__tok_normalizer **out);
+ptm_status ptm__tok_replace_regex_from_json(const struct ptm__tok_jctx *c, json_object *j,
+                                            const char *path, struct ptm__tok_normalizer **out);
+
+/* ---- Regex patterns (tok_regex.c): PCRE2 on code points, compiled and JIT-ed at load ---- */
+
+struct ptm__tok_regex;
+/* pattern: {"String": "..."} (a literal) or {"Regex": "..."} (Oniguruma syntax, which PCRE2
+ * reads the same for the patterns tokenizer.json files use). */
+ptm_status ptm__tok_regex_from_json(const struct ptm__tok_jctx *c, json_object *pattern,
+                                    const char *path, struct ptm__tok_regex **out);
+/* A pattern given in C (built-in ones such as ByteLevel's); label names it in errors. */
+ptm_status ptm__tok_regex_new(const char *pattern, int literal, const char *label,
+                              struct ptm__tok_regex **out);
+void ptm__tok_regex_free(struct ptm__tok_regex *re);
+/* HF Pattern::find_matches of cps[0..n) into s->seg as (start, end, is_match) triples covering
+ * the text, is_match flipped when invert; *n_seg gets their count. Thread safe. */
+ptm_status ptm__tok_regex_segments(const struct ptm__tok_regex *re, struct ptm__tok_scratch *s,
+                                   const uint32_t *cps, size_t n, int invert, size_t *n_seg);
+/* Replace every match in io with rep[0..n_rep) (HF NormalizedString::replace). */
+ptm_status ptm__tok_regex_replace(const struct ptm__tok_regex *re, struct ptm__tok_scratch *s,
+                                  struct ptm__tok_cps *io, const uint32_t *rep, size_t n_rep);
 
 /* ---- Pre-tokenizers (tok_pretok.c) ---- */
 
@@ -162,8 +193,38 @@ struct ptm__tok_pretok {
 ptm_status ptm__tok_pretok_from_json(const struct ptm__tok_jctx *c, json_object *j,
                                      const char *path, struct ptm__tok_pretok **out);
 void ptm__tok_pretok_free(struct ptm__tok_pretok *p);
+/* ByteLevel (tok_bytelevel.c), Metaspace (tok_metaspace.c), Split (tok_regex.c). */
+ptm_status ptm__tok_bytelevel_pretok_from_json(const struct ptm__tok_jctx *c, json_object *j,
+                                               const char *path, struct ptm__tok_pretok **out);
+ptm_status ptm__tok_metaspace_pretok_from_json(const struct ptm__tok_jctx *c, json_object *j,
+                                               const char *path, struct ptm__tok_pretok **out);
+ptm_status ptm__tok_split_from_json(const struct ptm__tok_jctx *c, json_object *j, const char *path,
+                                    struct ptm__tok_pretok **out);
 
-/* ---- Models (tok_wordpiece.c; BPE and Unigram later) ---- */
+/* Split delimiter behaviours, in HF's order (SplitDelimiterBehavior). */
+enum {
+    PTM__TOK_REMOVED,
+    PTM__TOK_ISOLATED,
+    PTM__TOK_MERGED_PREV,
+    PTM__TOK_MERGED_NEXT,
+    PTM__TOK_CONTIGUOUS
+};
+/* path.behavior (absent: dflt) as one of the values above. */
+ptm_status ptm__tok_jbehavior(const struct ptm__tok_jctx *c, json_object *j, const char *path,
+                              int dflt, int *out);
+/* Append segment [a, b) with is_match m to s->seg (*n segments so far). */
+ptm_status ptm__tok_seg_push(struct ptm__tok_scratch *s, size_t *n, size_t a, size_t b, size_t m);
+/* The n segments of s->seg (offsets in word w) become words of s->words2 as HF's
+ * NormalizedString::split does with behavior; empty pieces are dropped. */
+ptm_status ptm__tok_split_emit(struct ptm__tok_scratch *s, const struct ptm__tok_word *w, size_t n,
+                               int behavior);
+/* Run fn on every text word of s->words (its index i), passing added-token words through into
+ * s->words2, then make s->words2 the new s->words. */
+typedef ptm_status (*ptm__tok_word_fn)(const void *ctx, struct ptm__tok_scratch *s,
+                                       const struct ptm__tok_word *w, size_t i);
+ptm_status ptm__tok_pretok_map(const void *ctx, struct ptm__tok_scratch *s, ptm__tok_word_fn fn);
+
+/* ---- Models (tok_wordpiece.c, tok_bpe.c, tok_unigram.c) ---- */
 
 struct ptm__tok_model;
 struct ptm__tok_model_ops {
@@ -180,6 +241,10 @@ ptm_status ptm__tok_model_from_json(const struct ptm__tok_jctx *c, json_object *
                                     struct ptm__tok_model **out);
 ptm_status ptm__tok_wordpiece_from_json(const struct ptm__tok_jctx *c, json_object *j,
                                         const char *path, struct ptm__tok_model **out);
+ptm_status ptm__tok_bpe_from_json(const struct ptm__tok_jctx *c, json_object *j, const char *path,
+                                  struct ptm__tok_model **out);
+ptm_status ptm__tok_unigram_from_json(const struct ptm__tok_jctx *c, json_object *j,
+                                      const char *path, struct ptm__tok_model **out);
 void ptm__tok_model_free(struct ptm__tok_model *m);
 
 /* ---- Post-processors (tok_post.c) ---- */
@@ -205,12 +270,30 @@ ptm_status ptm__tok_post_default(const struct ptm__tok_enc *a, const struct ptm_
 
 /* ---- Decoders (tok_decode.c) ---- */
 
+/* A list of strings back to back in one buffer: HF decode_chain's Vec<String>. */
+struct ptm__tok_strs {
+    struct ptm__tok_bytes buf;
+    size_t *end; /* string i is buf.v[i > 0 ? end[i - 1] : 0 .. end[i]) */
+    size_t n, cap;
+};
+/* Append bytes to the open (last, unfinished) string; close ends it as string n. */
+ptm_status ptm__tok_strs_append(struct ptm__tok_strs *l, const char *s, size_t n);
+ptm_status ptm__tok_strs_close(struct ptm__tok_strs *l);
+ptm_status ptm__tok_strs_push(struct ptm__tok_strs *l, const char *s, size_t n);
+void ptm__tok_strs_clear(struct ptm__tok_strs *l);
+void ptm__tok_strs_free(struct ptm__tok_strs *l);
+#define PTM__TOK_STR(l, i)     ((l)->buf.v + ((i) > 0 ? (l)->end[(i)-1] : 0))
+#define PTM__TOK_STR_LEN(l, i) ((l)->end[i] - ((i) > 0 ? (l)->end[(i)-1] : 0))
+
 struct ptm__tok_decoder;
 struct ptm__tok_decoder_ops {
     /* Append the text of tokens[0..n) (lens[i] bytes each; a token may hold NUL) to out. */
     ptm_status (*decode)(const struct ptm__tok_decoder *d, const char *const *tokens,
                          const size_t *lens, size_t n, struct ptm__tok_bytes *out);
     void (*destroy)(struct ptm__tok_decoder *d);
+    /* HF decode_chain: the token list in rewritten into out (empty on entry). */
+    ptm_status (*chain)(const struct ptm__tok_decoder *d, const struct ptm__tok_strs *in,
+                        struct ptm__tok_strs *out);
 };
 struct ptm__tok_decoder {
     const struct ptm__tok_decoder_ops *ops;
@@ -218,6 +301,18 @@ struct ptm__tok_decoder {
 ptm_status ptm__tok_decoder_from_json(const struct ptm__tok_jctx *c, json_object *j,
                                       const char *path, struct ptm__tok_decoder **out);
 void ptm__tok_decoder_free(struct ptm__tok_decoder *d);
+/* A decode op for decoders that have a chain: chain, then concatenate (HF decode). */
+ptm_status ptm__tok_decode_by_chain(const struct ptm__tok_decoder *d, const char *const *tokens,
+                                    const size_t *lens, size_t n, struct ptm__tok_bytes *out);
+ptm_status ptm__tok_bytelevel_decoder_from_json(const struct ptm__tok_jctx *c, json_object *j,
+                                                const char *path, struct ptm__tok_decoder **out);
+ptm_status ptm__tok_metaspace_decoder_from_json(const struct ptm__tok_jctx *c, json_object *j,
+                                                const char *path, struct ptm__tok_decoder **out);
+
+/* ---- Byte-level alphabet (tok_bytelevel.c): GPT-2's bytes_to_unicode ---- */
+
+uint32_t ptm__tok_byte_char(unsigned char b);
+int ptm__tok_char_byte(uint32_t cp); /* the byte cp stands for, or -1 */
 
 /* ---- Added tokens (tok_added.c) ---- */
 

@@ -4,7 +4,10 @@
  * tenth line) as a pair, with what HF `tokenizers` produced (tools/make_tokenizer_fixtures.py):
  * ids, type ids, attention and special-token masks and the decode must be identical, for
  * all-MiniLM-L6-v2's tokenizer and three trained WordPiece tokenizers exercising the other
- * normalizers, pre-tokenizers, post-processors and added-token flags. Batches check padding.
+ * normalizers, pre-tokenizers, post-processors and added-token flags, then BPE and Unigram:
+ * GPT-2 style byte-level BPE, LLaMA-3 style (Split regex, ignore_merges), LLaMA-2 style
+ * SentencePiece BPE with byte_fallback (Prepend/Replace, and Metaspace) and a T5-style Unigram
+ * with a real sentencepiece precompiled charsmap. Batches check padding.
  * Then errors, lookups, concurrency and the allocation-failure sweep.
  *
  * The fixtures are JSON lines of a fixed shape written by the script; the small readers here
@@ -380,6 +383,57 @@ Test(tokenizer, misc_components_tokenizer_matches_hf_on_part_of_the_corpus)
     golden("wp_misc", TOK("wp_misc/tokenizer.json"), &o);
 }
 
+/* ---- BPE and Unigram (tools/make_tokenizer_fixtures.py --sets bpe) ---- */
+
+Test(tokenizer, gpt2_byte_level_bpe_matches_hf_on_every_corpus_line)
+{
+    golden("bl_gpt2", TOK("bl_gpt2/tokenizer.json"), NULL);
+}
+
+Test(tokenizer, llama3_split_regex_ignore_merges_bpe_matches_hf_on_every_corpus_line)
+{
+    golden("bl_llama3", TOK("bl_llama3/tokenizer.json"), NULL);
+}
+
+Test(tokenizer, llama2_byte_fallback_bpe_matches_hf_on_every_corpus_line)
+{
+    golden("sp_llama2", TOK("sp_llama2/tokenizer.json"), NULL);
+}
+
+Test(tokenizer, metaspace_first_bpe_matches_hf_on_part_of_the_corpus)
+{
+    golden("sp_meta", TOK("sp_meta/tokenizer.json"), NULL);
+}
+
+Test(tokenizer, t5_unigram_precompiled_matches_hf_on_every_corpus_line)
+{
+    golden("uni_t5", TOK("uni_t5/tokenizer.json"), NULL);
+}
+
+Test(tokenizer, roberta_byte_level_bpe_matches_hf_on_part_of_the_corpus)
+{
+    golden("bl_roberta", TOK("bl_roberta/tokenizer.json"), NULL);
+}
+
+Test(tokenizer, bpe_prefix_suffix_unfused_unk_and_split_behaviours_match_hf)
+{
+    golden("bpe_misc", TOK("bpe_misc/tokenizer.json"), NULL);
+}
+
+Test(tokenizer, unigram_byte_fallback_matches_hf_on_part_of_the_corpus)
+{
+    golden("uni_bf", TOK("uni_bf/tokenizer.json"), NULL);
+}
+
+Test(tokenizer, bpe_and_unigram_truncate_pairs_like_hf)
+{
+    options_cases("bl_gpt2");
+    options_cases("bl_llama3");
+    options_cases("sp_llama2");
+    options_cases("sp_meta");
+    options_cases("uni_t5");
+}
+
 /* ---- padded batches (batch.json: a JSON array of cases with 2-D arrays) ---- */
 
 /*
@@ -609,13 +663,13 @@ Test(tokenizer, rejects_unknown_model_type)
 Test(tokenizer, rejects_unknown_normalizer_naming_its_path)
 {
     const char *js = "{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": "
-                     "\"NFC\"}, {\"type\": \"Precompiled\"}]}, \"model\": {\"type\": "
+                     "\"NFC\"}, {\"type\": \"Nmt\"}]}, \"model\": {\"type\": "
                      "\"WordPiece\", \"vocab\": {\"a\": 0}}}";
     ptm_tokenizer *t = (ptm_tokenizer *)1;
     cr_assert_eq(ptm_tokenizer_load_from_memory(js, strlen(js), "mem.json", &t), PTM_E_UNSUPPORTED);
     cr_assert_null(t);
     cr_assert_str_eq(ptm_last_error(), "mem.json: normalizer.normalizers[1]: unsupported "
-                                       "normalizer type \"Precompiled\"");
+                                       "normalizer type \"Nmt\"");
 }
 
 Test(tokenizer, rejects_wrong_member_types)
@@ -640,6 +694,76 @@ Test(tokenizer, rejects_wrong_member_types)
         cr_assert_not_null(strstr(ptm_last_error(), cases[i][1]), "case %zu: [%s]", i,
                            ptm_last_error());
     }
+}
+
+Test(tokenizer, rejects_bad_bpe_unigram_and_regex_components)
+{
+    static const char *cases[][3] = {
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], "
+         "\"dropout\": 0.1}}",
+         "UNSUPPORTED", "m.json: model.dropout: BPE-dropout (0.1) is random"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": "
+         "[\"a b\"]}}",
+         "FORMAT", "m.json: model.merges[0]: token \"ab\" is not in the vocab"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a\"]}}", "FORMAT",
+         "m.json: model.merges[0]: expected \"a b\", got \"a\""},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[1, 2]]}}", "FORMAT",
+         "m.json: model.merges[0]: expected \"a b\" or [\"a\", \"b\"]"},
+        {"{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(a\"}, "
+         "\"behavior\": \"Isolated\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {}}}",
+         "FORMAT", "m.json: pre_tokenizer.pattern.Regex: invalid regex at character 2"},
+        {"{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Glob\": \"a\"}}, "
+         "\"model\": {\"type\": \"BPE\", \"vocab\": {}}}",
+         "FORMAT", "pre_tokenizer.pattern: expected {\"String\": ...} or {\"Regex\": ...}"},
+        {"{\"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"!!\"}, "
+         "\"model\": {\"type\": \"BPE\", \"vocab\": {}}}",
+         "FORMAT", "m.json: normalizer.precompiled_charsmap: invalid base64"},
+        {"{\"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": "
+         "\"/////w==\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {}}}",
+         "FORMAT", "precompiled_charsmap: trie of 4294967295 bytes exceeds the 0 bytes given"},
+        {"{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", \"x\"]]}}", "FORMAT",
+         "m.json: model.vocab[0]: expected [\"piece\", score]"},
+        {"{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", -1.0]], \"unk_id\": 3}}",
+         "FORMAT", "m.json: model.unk_id: value 3 out of range [0, 0]"},
+        {"{\"pre_tokenizer\": {\"type\": \"Metaspace\", \"prepend_scheme\": \"sometimes\"}, "
+         "\"model\": {\"type\": \"BPE\", \"vocab\": {}}}",
+         "FORMAT", "pre_tokenizer.prepend_scheme: unknown scheme \"sometimes\""},
+        {"{\"decoder\": {\"type\": \"Strip\", \"content\": \"ab\"}, \"model\": {\"type\": "
+         "\"BPE\", \"vocab\": {}}}",
+         "FORMAT", "m.json: decoder.content: expected one character, got 2"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ptm_tokenizer *t = (ptm_tokenizer *)1;
+        ptm_status want = strcmp(cases[i][1], "FORMAT") == 0 ? PTM_E_FORMAT : PTM_E_UNSUPPORTED;
+        cr_assert_eq(ptm_tokenizer_load_from_memory(cases[i][0], strlen(cases[i][0]), "m.json", &t),
+                     want, "case %zu: %s", i, ptm_last_error());
+        cr_assert_null(t);
+        cr_assert_not_null(strstr(ptm_last_error(), cases[i][2]), "case %zu: [%s]", i,
+                           ptm_last_error());
+    }
+}
+
+Test(tokenizer, bpe_without_unk_token_drops_unknown_characters_and_refuses_a_missing_one)
+{
+    const char *js = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, "
+                     "\"ab\": 2}, \"merges\": [[\"a\", \"b\"]]}}";
+    ptm_tokenizer *t = NULL;
+    struct ptm_encoding *e = NULL;
+    cr_assert_eq(ptm_tokenizer_load_from_memory(js, strlen(js), "m.json", &t), PTM_OK, "%s",
+                 ptm_last_error());
+    cr_assert_eq(ptm_tokenizer_encode(t, "xabzb", 5, NULL, 0, NULL, &e), PTM_OK);
+    cr_assert_eq(e->n, 2);
+    cr_assert_eq(e->ids[0], 2);
+    cr_assert_eq(e->ids[1], 1);
+    ptm_encoding_free(e);
+    ptm_tokenizer_free(t);
+    js = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"unk_token\": \"<unk>\"}}";
+    cr_assert_eq(ptm_tokenizer_load_from_memory(js, strlen(js), "m.json", &t), PTM_OK);
+    e = (struct ptm_encoding *)1;
+    cr_assert_eq(ptm_tokenizer_encode(t, "ax", 2, NULL, 0, NULL, &e), PTM_E_FORMAT);
+    cr_assert_null(e);
+    cr_assert_str_eq(ptm_last_error(), "tokenizer: BPE unk_token \"<unk>\" is not in the vocab");
+    ptm_tokenizer_free(t);
 }
 
 Test(tokenizer, rejects_null_arguments)
@@ -688,11 +812,11 @@ static void *encode_all(void *p)
     return NULL;
 }
 
-Test(tokenizer, encodes_concurrently_on_one_tokenizer)
+static void concurrent(const char *path)
 {
     struct corpus c = corpus_load();
     ptm_tokenizer *t = NULL;
-    cr_assert_eq(ptm_tokenizer_load(TOK("minilm"), &t), PTM_OK);
+    cr_assert_eq(ptm_tokenizer_load(path, &t), PTM_OK);
     struct thread_arg one = {t, &c, 0, 0}, args[4];
     encode_all(&one);
     pthread_t th[4];
@@ -703,50 +827,78 @@ Test(tokenizer, encodes_concurrently_on_one_tokenizer)
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
         cr_assert_eq(args[i].failed, 0);
-        cr_assert_eq(args[i].sum, one.sum, "thread %d saw different ids", i);
+        cr_assert_eq(args[i].sum, one.sum, "%s: thread %d saw different ids", path, i);
     }
     ptm_tokenizer_free(t);
     corpus_free(&c);
 }
 
-Test(tokenizer, allocation_failures_return_nomem_and_leave_nothing)
+Test(tokenizer, encodes_concurrently_on_one_tokenizer)
 {
-    const char *path = TOK("wp_nfkc/tokenizer.json");
-    const char *text = "<mask> New York café 123 ``hi'' [CLS]";
-    long n_ok = 0;
+    concurrent(TOK("minilm"));
+    concurrent(TOK("bl_llama3/tokenizer.json")); /* PCRE2 match data is per call */
+    concurrent(TOK("uni_t5/tokenizer.json"));
+}
+
+static void alloc_sweep(const char *path, const char *text)
+{
     for (long k = 1;; k++) {
         ptm__alloc_fail_at(k);
         ptm_tokenizer *t = NULL;
         struct ptm_encoding *e = NULL;
+        char *dec = NULL;
         ptm_status st = ptm_tokenizer_load(path, &t);
         if (st == PTM_OK) {
             st = ptm_tokenizer_encode(t, text, strlen(text), "pair", 4, NULL, &e);
         }
-        long used = ptm__alloc_fail_at(0);
-        cr_assert(st == PTM_OK || st == PTM_E_NOMEM, "k=%ld: %s (%s)", k, ptm_status_name(st),
-                  ptm_last_error());
-        if (st != PTM_OK) {
-            cr_assert_null(e);
+        if (st == PTM_OK) {
+            st = ptm_tokenizer_decode(t, e->ids, e->n, 0, &dec);
         }
+        long used = ptm__alloc_fail_at(0);
+        cr_assert(st == PTM_OK || st == PTM_E_NOMEM, "%s k=%ld: %s (%s)", path, k,
+                  ptm_status_name(st), ptm_last_error());
+        if (st != PTM_OK) {
+            cr_assert_null(dec);
+        }
+        ptm_free(dec);
         ptm_encoding_free(e);
         ptm_tokenizer_free(t);
         if (st == PTM_OK && used < k) {
             break; /* the k-th allocation was never reached: every one has been failed once */
         }
-        n_ok += st == PTM_OK;
     }
-    (void)n_ok;
 }
 
-Test(tokenizer, prints_single_thread_throughput)
+Test(tokenizer, allocation_failures_return_nomem_and_leave_nothing)
+{
+    alloc_sweep(TOK("wp_nfkc/tokenizer.json"), "<mask> New York café 123 ``hi'' [CLS]");
+}
+
+Test(tokenizer, bpe_and_unigram_allocation_failures_return_nomem_and_leave_nothing)
+{
+    const char *text = "<mask> new york café 12345 ``hi'' \xf0\x9f\x98\x80 Zürich \xe2\x80\x8b";
+    alloc_sweep(TOK("bl_gpt2/tokenizer.json"), text);
+    alloc_sweep(TOK("bl_llama3/tokenizer.json"), text);
+    alloc_sweep(TOK("sp_llama2/tokenizer.json"), text);
+    alloc_sweep(TOK("uni_t5/tokenizer.json"), text);
+    alloc_sweep(TOK("bpe_misc/tokenizer.json"), text);
+}
+
+static void throughput(const char *name, const char *path)
 {
     struct corpus c = corpus_load();
     ptm_tokenizer *t = NULL;
-    cr_assert_eq(ptm_tokenizer_load(TOK("minilm"), &t), PTM_OK);
+    cr_assert_eq(ptm_tokenizer_load(path, &t), PTM_OK, "%s", ptm_last_error());
     struct thread_arg a = {t, &c, 0, 0};
-    size_t bytes = 0;
+    size_t bytes = 0, tokens = 0;
     for (size_t i = 0; i < c.n; i++) {
+        struct ptm_encoding *e;
         bytes += c.len[i];
+        struct ptm_encode_opts o = PTM_ENCODE_OPTS_INIT;
+        o.padding = PTM_TOK_PAD_OFF;
+        cr_assert_eq(ptm_tokenizer_encode(t, c.line[i], c.len[i], NULL, 0, &o, &e), PTM_OK);
+        tokens += e->n;
+        ptm_encoding_free(e);
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -756,9 +908,20 @@ Test(tokenizer, prints_single_thread_throughput)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    printf("tokenizer minilm: %.0f lines/s, %.1f MB/s single-threaded (%zu lines x %d)\n",
-           (double)(c.n * (size_t)reps) / s, (double)bytes * reps / s / 1e6, c.n, reps);
+    printf("tokenizer %s: %.0f lines/s, %.0f tokens/s, %.1f MB/s single-threaded (%zu lines x "
+           "%d)\n",
+           name, (double)(c.n * (size_t)reps) / s, (double)(tokens * (size_t)reps) / s,
+           (double)bytes * reps / s / 1e6, c.n, reps);
     cr_assert_eq(a.failed, 0);
     ptm_tokenizer_free(t);
     corpus_free(&c);
+}
+
+Test(tokenizer, prints_single_thread_throughput)
+{
+    throughput("minilm", TOK("minilm"));
+    throughput("bl_gpt2", TOK("bl_gpt2/tokenizer.json"));
+    throughput("bl_llama3", TOK("bl_llama3/tokenizer.json"));
+    throughput("sp_llama2", TOK("sp_llama2/tokenizer.json"));
+    throughput("uni_t5", TOK("uni_t5/tokenizer.json"));
 }

