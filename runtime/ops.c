@@ -305,3 +305,42 @@ ptm_status ptm_op_convert(ptm_tensor *out, const ptm_tensor *x)
     KV(kx, x);
     return be_->convert(ctx_, &ko, &kx);
 }
+
+ptm_status ptm_op_rope(ptm_tensor *x, const ptm_tensor *positions, const ptm_tensor *inv_freq,
+                       float attn_factor, int32_t rot_dims, int32_t neox)
+{
+    ptm_status st = same_device("rope", x, positions, inv_freq, NULL);
+    if (st != PTM_OK) {
+        return st;
+    }
+    if (x->ndim != 4 || x->dtype != PTM_F32) {
+        return ptm__fail(PTM_E_INVAL, "op rope: x must be F32 [B, S, H, D]");
+    }
+    if (rot_dims <= 0 || rot_dims % 2 != 0 || rot_dims > x->ne[3]) {
+        return ptm__fail(PTM_E_INVAL, "op rope: rot_dims %d must be even and in (0, %lld]",
+                         (int)rot_dims, (long long)x->ne[3]);
+    }
+    if (positions->ndim != 2 || positions->ne[0] != x->ne[0] || positions->ne[1] != x->ne[1] ||
+        (positions->dtype != PTM_I32 && positions->dtype != PTM_I64)) {
+        return ptm__fail(PTM_E_INVAL, "op rope: positions must be I32/I64 [%lld, %lld]",
+                         (long long)x->ne[0], (long long)x->ne[1]);
+    }
+    if (inv_freq->dtype != PTM_F32 || ptm_tensor_numel(inv_freq) != rot_dims / 2) {
+        return ptm__fail(PTM_E_INVAL, "op rope: inv_freq must be F32 with %d elements, got %lld",
+                         (int)(rot_dims / 2), (long long)ptm_tensor_numel(inv_freq));
+    }
+    KERNEL(x->dev, rope, "rope");
+    KV(kx, x);
+    KV(kp, positions);
+    KV(kf, inv_freq);
+    struct ptm_rope_args args = {
+        .struct_size = sizeof args,
+        .x = &kx,
+        .positions = &kp,
+        .inv_freq = &kf,
+        .attn_factor = attn_factor,
+        .rot_dims = rot_dims,
+        .neox = neox,
+    };
+    return be_->rope(ctx_, &args);
+}

@@ -57,7 +57,7 @@ static_assert(offsetof(struct ptm_builtin_name, config_json) == 24,
               "struct ptm_builtin_name: config_json moved");
 
 /* struct ptm_forward_ctx */
-static_assert(sizeof(struct ptm_forward_ctx) == 32, "struct ptm_forward_ctx changed size");
+static_assert(sizeof(struct ptm_forward_ctx) == 48, "struct ptm_forward_ctx changed size");
 static_assert(offsetof(struct ptm_forward_ctx, struct_size) == 0,
               "struct ptm_forward_ctx: struct_size moved");
 static_assert(offsetof(struct ptm_forward_ctx, inputs) == 8,
@@ -66,6 +66,9 @@ static_assert(offsetof(struct ptm_forward_ctx, outputs) == 16,
               "struct ptm_forward_ctx: outputs moved");
 static_assert(offsetof(struct ptm_forward_ctx, output_hidden_states) == 24,
               "struct ptm_forward_ctx: output_hidden_states moved");
+static_assert(offsetof(struct ptm_forward_ctx, cache) == 32, "struct ptm_forward_ctx: cache moved");
+static_assert(offsetof(struct ptm_forward_ctx, logits_to_keep) == 40,
+              "struct ptm_forward_ctx: logits_to_keep moved");
 
 /* struct ptm_model_class */
 static_assert(sizeof(struct ptm_model_class) == 104, "struct ptm_model_class changed size");

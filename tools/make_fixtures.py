@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Golden-test fixture generator: tiny random BERT checkpoints and their HF `transformers` outputs.
+"""Golden-test fixture generator: tiny random BERT and LLaMA checkpoints and their HF outputs.
 
-Owns the tests/fixtures/bert-*/ directories. Each fixture is a tiny BERT (or BERT head) built
+Owns the tests/fixtures/bert-*/ and llama-*/ directories (LLaMA: see its section below). Each fixture is a tiny BERT (or BERT head) built
 from a config with fixed-seed random weights (every parameter re-filled, LayerNorm and biases
 included, so init defaults cannot hide bugs), saved exactly as `save_pretrained` writes it, plus
 a fixed padded batch of inputs, the model's eval-mode outputs (eager attention, no grad) and a
@@ -287,9 +287,289 @@ def check_fixture(name, fx, out_dir):
     return ok
 
 
+# ---------------------------------------------------------------------------------------------
+# LLaMA fixtures (tests/fixtures/llama-*/): tiny random LlamaForCausalLM / LlamaModel /
+# LlamaForSequenceClassification checkpoints covering GQA group sizes, head_dim != hidden/heads,
+# tied and untied heads, biases, and every rope_scaling type; their logits on a left-padded
+# batch, greedy generate() output for left-padded prompts, and HF's logits processors applied
+# to fixed score vectors (llama-processors/).
+
+LLAMA_BASE = dict(
+    vocab_size=100,
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    max_position_embeddings=64,
+    rms_norm_eps=1e-6,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    tie_word_embeddings=False,
+)
+LLAMA_LENGTHS = (12, 7, 4)       # logits batch, left padded to 12
+LLAMA_PROMPT_LENGTHS = (8, 5, 3)  # generate() prompts, left padded to 8
+LLAMA_NEW_TOKENS = 20
+
+LLAMA_F32_NOTES = (
+    "F32 on CPU, eager attention. Logits agree to about 1e-5; compare with atol=1e-4 at the "
+    "positions whose attention_mask is 1. Left-padded positions attend to no key at all, where "
+    "HF's additive mask gives a uniform average and a fused kernel may give zeros: ignore them. "
+    "generate.safetensors holds model.generate(do_sample=False) on left-padded prompts: "
+    "position_ids from the attention mask (cumsum - 1), finished rows padded with pad_token_id.")
+
+
+def llama_spec(cls_name, overrides=None, legacy_rope=None, notes=None, save_dtype=None):
+    cfg = dict(LLAMA_BASE)
+    cfg.update(overrides or {})
+    return dict(cls_name=cls_name, config=cfg, legacy_rope=legacy_rope, notes=notes,
+                save_dtype=save_dtype)
+
+
+LLAMA_FIXTURES = {
+    "llama-tiny": llama_spec("LlamaForCausalLM"),
+    "llama-tiny-gqa2": llama_spec("LlamaForCausalLM", {"num_key_value_heads": 2,
+                                                       "tie_word_embeddings": True}),
+    # Two eos ids, one of which greedy search reaches early: that row then gets pad ids.
+    "llama-tiny-mqa": llama_spec("LlamaForCausalLM", {"num_key_value_heads": 1,
+                                                      "eos_token_id": [2, 93]}),
+    "llama-tiny-headdim": llama_spec("LlamaForCausalLM", {"num_key_value_heads": 2,
+                                                          "head_dim": 12}),
+    "llama-tiny-bias": llama_spec("LlamaForCausalLM", {"attention_bias": True,
+                                                       "mlp_bias": True}),
+    # Written as transformers 4.x did: top-level rope_theta + rope_scaling with "type".
+    "llama-tiny-rope-linear": llama_spec(
+        "LlamaForCausalLM", {"rope_parameters": {"rope_type": "linear", "factor": 2.0,
+                                                 "rope_theta": 500000.0}},
+        legacy_rope={"rope_theta": 500000.0, "rope_scaling": {"type": "linear", "factor": 2.0}}),
+    # max_position_embeddings 8: the logits batch (12) and generation pass it, so the NTK
+    # base is recomputed per call as HF's dynamic_rope_update does.
+    "llama-tiny-rope-dynamic": llama_spec(
+        "LlamaForCausalLM", {"max_position_embeddings": 8,
+                             "rope_parameters": {"rope_type": "dynamic", "factor": 2.0,
+                                                 "rope_theta": 10000.0}}),
+    "llama-tiny-rope-yarn": llama_spec(
+        "LlamaForCausalLM", {"head_dim": 16,
+                             "rope_parameters": {"rope_type": "yarn", "factor": 4.0,
+                                                 "original_max_position_embeddings": 16,
+                                                 "rope_theta": 10000.0}}),
+    "llama-tiny-rope-llama3": llama_spec(
+        "LlamaForCausalLM", {"head_dim": 16,
+                             "rope_parameters": {"rope_type": "llama3", "factor": 8.0,
+                                                 "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                 "original_max_position_embeddings": 64,
+                                                 "rope_theta": 10000.0}}),
+    # BF16 weights on disk; the outputs are transformers' with those weights widened to F32
+    # (from_pretrained(dtype=float32)), which is what ptm computes: F32 activations, BF16
+    # weights widened per tile. So F32 tolerances apply.
+    "llama-tiny-bf16": llama_spec("LlamaForCausalLM", {"num_key_value_heads": 2},
+                                  save_dtype=torch.bfloat16),
+    "llama-tiny-base": llama_spec("LlamaModel", {"num_key_value_heads": 2}),
+    "llama-tiny-seqcls": llama_spec("LlamaForSequenceClassification", {"num_labels": 3,
+                                                                       "num_key_value_heads": 2}),
+}
+LLAMA_PROCESSORS = "llama-processors"
+
+
+def llama_class(name):
+    return getattr(transformers, name)
+
+
+def llama_left_padded(lengths, seq, vocab, seed):
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (len(lengths), seq), generator=gen, dtype=torch.int64)
+    mask = torch.zeros(len(lengths), seq, dtype=torch.int64)
+    for row, n in enumerate(lengths):
+        ids[row, : seq - n] = LLAMA_BASE["pad_token_id"]
+        mask[row, seq - n:] = 1
+    return ids, mask
+
+
+def llama_randomize_(model):
+    """Every parameter N(0, 0.2) under the seed; RMSNorm weights N(1, 0.2)."""
+    gen = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # tied parameters appear once
+            noise = torch.randn(p.shape, generator=gen, dtype=torch.float32) * 0.2
+            if "norm.weight" in name or "layernorm.weight" in name:
+                noise += 1.0
+            p.copy_(noise)
+
+
+def llama_load(fx, directory):
+    model = llama_class(fx["cls_name"]).from_pretrained(directory, attn_implementation="eager",
+                                                        dtype=torch.float32)
+    model.eval()
+    return model
+
+
+def llama_outputs(fx, directory):
+    """Logits (or the base model's last_hidden_state) and, for causal LMs, greedy tokens.
+    Each from a freshly loaded model: dynamic RoPE keeps state across calls in HF."""
+    vocab = fx["config"]["vocab_size"]
+    ids, mask = llama_left_padded(LLAMA_LENGTHS, max(LLAMA_LENGTHS), vocab, SEED + 1)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    base = fx["cls_name"] == "LlamaModel"
+    with torch.no_grad():
+        out = llama_load(fx, directory)(**inputs, output_hidden_states=base, return_dict=True)
+    key = "last_hidden_state" if base else "logits"
+    outputs = {key: getattr(out, key).detach().float().contiguous()}
+    for i, h in enumerate(out.hidden_states if base else ()):
+        # transformers 5: the embeddings, each layer's output but the last, the normed output
+        outputs[f"hidden_states.{i}"] = h.detach().float().clone().contiguous()
+    gen = {}
+    if fx["cls_name"] == "LlamaForCausalLM":
+        p_ids, p_mask = llama_left_padded(LLAMA_PROMPT_LENGTHS, max(LLAMA_PROMPT_LENGTHS), vocab,
+                                          SEED + 2)
+        with torch.no_grad():
+            seqs = llama_load(fx, directory).generate(
+                input_ids=p_ids, attention_mask=p_mask, max_new_tokens=LLAMA_NEW_TOKENS,
+                do_sample=False)
+        gen = {"prompt_ids": p_ids, "prompt_mask": p_mask, "sequences": seqs.contiguous()}
+    return inputs, outputs, gen
+
+
+def llama_meta(directory, name, fx, outputs, gen):
+    meta = {
+        "fixture": name,
+        "generator": "tools/make_fixtures.py",
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__,
+                     "safetensors": safetensors.__version__},
+        "seed": SEED,
+        "model_class": fx["cls_name"],
+        "attn_implementation": "eager",
+        "weights": "every parameter re-filled with N(0,0.2); RMSNorm weights N(1,0.2)",
+        "inputs": {"lengths": list(LLAMA_LENGTHS), "padding_side": "left", "pad_token_id": 0},
+        "outputs": {k: list(v.shape) for k, v in sorted(outputs.items())},
+        "tolerance": LLAMA_F32_NOTES,
+    }
+    if gen:
+        meta["generate"] = {"prompt_lengths": list(LLAMA_PROMPT_LENGTHS),
+                            "max_new_tokens": LLAMA_NEW_TOKENS, "do_sample": False,
+                            "sequences": list(gen["sequences"].shape)}
+    if fx["save_dtype"] is not None:
+        meta["checkpoint_dtype"] = str(fx["save_dtype"]).replace("torch.", "")
+        meta["notes"] = ("outputs from the checkpoint loaded with dtype=float32: the BF16 "
+                         "weights widened exactly, activations in F32")
+    if fx["legacy_rope"]:
+        meta["notes"] = ("config.json rewritten in the transformers 4.x form (top-level "
+                         "rope_theta, rope_scaling with \"type\") to test the legacy keys")
+    with open(directory / "meta.json", "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def make_llama_fixture(name, fx, out_dir):
+    directory = out_dir / name
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    torch.manual_seed(SEED)
+    config = transformers.LlamaConfig(**fx["config"])
+    model = llama_class(fx["cls_name"])(config)
+    llama_randomize_(model)
+    model.eval()
+    if fx["save_dtype"] is not None:
+        model = model.to(fx["save_dtype"])
+    model.save_pretrained(directory)
+    if fx["legacy_rope"]:
+        path = directory / "config.json"
+        cfg = json.loads(path.read_text())
+        cfg.pop("rope_parameters", None)
+        cfg.update(fx["legacy_rope"])
+        path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    inputs, outputs, gen = llama_outputs(fx, directory)
+    save_file(inputs, str(directory / "inputs.safetensors"))
+    save_file(outputs, str(directory / "outputs.safetensors"))
+    if gen:
+        save_file(gen, str(directory / "generate.safetensors"))
+    llama_meta(directory, name, fx, outputs, gen)
+    for path in directory.iterdir():
+        path.chmod(0o644)
+
+
+def check_llama_fixture(name, fx, out_dir):
+    directory = out_dir / name
+    _, outputs, gen = llama_outputs(fx, directory)
+    stored = load_file(str(directory / "outputs.safetensors"))
+    worst = max((outputs[k] - v).abs().max().item() for k, v in stored.items())
+    ok = set(outputs) == set(stored) and worst == 0.0
+    if gen:
+        old = load_file(str(directory / "generate.safetensors"))
+        ok = ok and torch.equal(old["sequences"], gen["sequences"])
+    size = sum(p.stat().st_size for p in directory.iterdir())
+    print(f"{'ok  ' if ok else 'FAIL'} {name:24s} {size:8d} bytes  max|diff|={worst:.3g} "
+          f"generate={'yes' if gen else 'no'}")
+    return ok
+
+
+# The processors' parameters; test_generate.c sets the same values.
+LLAMA_PROC_CASES = {
+    "repetition_penalty": dict(repetition_penalty=1.3),
+    "temperature": dict(temperature=0.7),
+    "top_k": dict(top_k=5),
+    "top_p": dict(top_p=0.8),
+    "min_p": dict(min_p=0.1),
+    "chain": dict(repetition_penalty=1.3, temperature=0.7, top_k=10, top_p=0.9, min_p=0.05),
+}
+
+
+def llama_processors(scores, ids):
+    """HF's own processors, built by GenerationMixin._get_logits_processor in HF's order."""
+    from transformers.generation.logits_process import (
+        LogitsProcessorList, MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+    out = {}
+    for case, opts in LLAMA_PROC_CASES.items():
+        procs = LogitsProcessorList()
+        if "repetition_penalty" in opts:
+            procs.append(RepetitionPenaltyLogitsProcessor(opts["repetition_penalty"]))
+        if "temperature" in opts:
+            procs.append(TemperatureLogitsWarper(opts["temperature"]))
+        if "top_k" in opts:
+            procs.append(TopKLogitsWarper(opts["top_k"]))
+        if "top_p" in opts:
+            procs.append(TopPLogitsWarper(opts["top_p"]))
+        if "min_p" in opts:
+            procs.append(MinPLogitsWarper(opts["min_p"]))
+        out[case] = procs(ids, scores.clone()).contiguous()
+    return out
+
+
+def make_llama_processors(out_dir, check):
+    directory = out_dir / LLAMA_PROCESSORS
+    gen = torch.Generator().manual_seed(SEED + 3)
+    scores = torch.randn(4, LLAMA_BASE["vocab_size"], generator=gen) * 3.0
+    ids = torch.randint(0, LLAMA_BASE["vocab_size"], (4, 10), generator=gen)
+    out = llama_processors(scores, ids)
+    path = directory / "processors.safetensors"
+    if check:
+        old = load_file(str(path))
+        ok = all(torch.equal(old[k], v) for k, v in out.items())
+        print(f"{'ok  ' if ok else 'FAIL'} {LLAMA_PROCESSORS}")
+        return ok
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({"scores": scores, "ids": ids, **out}, str(path))
+    with open(directory / "meta.json", "w", encoding="utf-8") as f:
+        json.dump({"generator": "tools/make_fixtures.py", "cases": LLAMA_PROC_CASES,
+                   "order": "repetition_penalty, temperature, top_k, top_p, min_p "
+                            "(GenerationMixin._get_logits_processor)",
+                   "filter_value": "-inf",
+                   "versions": {"torch": torch.__version__,
+                                "transformers": transformers.__version__}},
+                  f, indent=2, sort_keys=True)
+        f.write("\n")
+    path.chmod(0o644)
+    return True
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", action="append", choices=sorted(FIXTURES),
+    parser.add_argument("--only", action="append",
+                        choices=sorted(FIXTURES) + sorted(LLAMA_FIXTURES) + [LLAMA_PROCESSORS],
                         help="make just this fixture (repeatable)")
     parser.add_argument("--out", default="tests/fixtures", help="fixtures root directory")
     parser.add_argument("--check", action="store_true",
@@ -300,9 +580,17 @@ def main():
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     out_dir = Path(args.out)
-    names = args.only or list(FIXTURES)
+    names = args.only or list(FIXTURES) + list(LLAMA_FIXTURES) + [LLAMA_PROCESSORS]
     ok = True
     for name in names:
+        if name == LLAMA_PROCESSORS:
+            ok = make_llama_processors(out_dir, args.check) and ok
+            continue
+        if name in LLAMA_FIXTURES:
+            if not args.check:
+                make_llama_fixture(name, LLAMA_FIXTURES[name], out_dir)
+            ok = check_llama_fixture(name, LLAMA_FIXTURES[name], out_dir) and ok
+            continue
         if not args.check:
             make_fixture(name, FIXTURES[name], out_dir)
         ok = check_fixture(name, FIXTURES[name], out_dir) and ok

@@ -240,4 +240,14 @@ uint16_t cpu_f32_to_f16(float f);
 void cpu_rope(const cpu_ctx *ctx, int64_t n_tokens, int64_t n_heads, int64_t rot, float *x,
               int64_t ts, int64_t hs, const int64_t *pos, float theta);
 
+/*
+ * cpu_rope_freqs - the general RoPE: like cpu_rope, but the rot/2 inverse frequencies are
+ * given (HF rope_scaling types reduce to inv_freq + an attention factor computed on the host),
+ * cos and sin are multiplied by attn_factor (YaRN), and neox picks the pairs: 1 rotates
+ * (x[i], x[i + rot/2]) (HF rotate_half), 0 rotates (x[2i], x[2i + 1]) (GPT-J).
+ */
+void cpu_rope_freqs(const cpu_ctx *ctx, int64_t n_tokens, int64_t n_heads, int64_t rot, float *x,
+                    int64_t ts, int64_t hs, const int64_t *pos, const float *inv_freq,
+                    float attn_factor, int32_t neox);
+
 #endif /* PTM_CPU_KERNELS_H */

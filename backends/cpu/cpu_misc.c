@@ -296,3 +296,43 @@ void cpu_rope(const cpu_ctx *ctx, int64_t n_tokens, int64_t n_heads, int64_t rot
     struct rope_job j = {n_heads, rot, x, ts, hs, pos, theta};
     cpu_pool_range(ctx->pool, n_tokens, 1, rope_tokens, &j);
 }
+
+/* The general form: inv_freq given (any rope_scaling applied by the caller), cos and sin
+ * scaled by attn_factor, rotate-half (neox) or interleaved pairs. */
+struct rope_freq_job {
+    int64_t n_heads, rot;
+    float *x;
+    int64_t ts, hs;
+    const int64_t *pos;
+    const float *inv_freq;
+    float attn_factor;
+    int32_t neox;
+};
+
+static void rope_freq_tokens(void *arg, int64_t lo, int64_t hi)
+{
+    const struct rope_freq_job *j = arg;
+    int64_t half = j->rot / 2;
+    for (int64_t t = lo; t < hi; t++) {
+        for (int64_t i = 0; i < half; i++) {
+            /* HF: freqs = position.float() * inv_freq; cos = freqs.cos() * attention_scaling. */
+            float ang = (float)j->pos[t] * j->inv_freq[i];
+            float c = cosf(ang) * j->attn_factor, s = sinf(ang) * j->attn_factor;
+            int64_t a = j->neox ? i : 2 * i, b = j->neox ? i + half : 2 * i + 1;
+            for (int64_t h = 0; h < j->n_heads; h++) {
+                float *x = j->x + t * j->ts + h * j->hs;
+                float x1 = x[a], x2 = x[b];
+                x[a] = x1 * c - x2 * s;
+                x[b] = x2 * c + x1 * s;
+            }
+        }
+    }
+}
+
+void cpu_rope_freqs(const cpu_ctx *ctx, int64_t n_tokens, int64_t n_heads, int64_t rot, float *x,
+                    int64_t ts, int64_t hs, const int64_t *pos, const float *inv_freq,
+                    float attn_factor, int32_t neox)
+{
+    struct rope_freq_job j = {n_heads, rot, x, ts, hs, pos, inv_freq, attn_factor, neox};
+    cpu_pool_range(ctx->pool, n_tokens, 1, rope_freq_tokens, &j);
+}

@@ -16,6 +16,7 @@
 #include "ptm_embed.h"
 #include "ptm_hub.h"
 #include "ptm_tokenizer.h"
+#include "ptm_generate.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -72,6 +72,17 @@ PTM_API ptm_status ptm_op_attention(ptm_tensor *out, const ptm_tensor *q, const 
                                     const ptm_tensor *v, float scale,
                                     const struct ptm_attention_opts *opts);
 
+/*
+ * ptm_op_rope - rotary position embedding on x [B, S, H, D] in place, over the first rot_dims
+ * (even, <= D) of each head. positions [B, S] I32 or I64; inv_freq [rot_dims / 2] F32 with any
+ * scaling (linear, NTK, YaRN, llama3) already applied by the caller; cos and sin of
+ * position * inv_freq are multiplied by attn_factor (YaRN; 1 otherwise). neox 1: rotate halves
+ * (HF rotate_half, LLaMA); 0: interleaved pairs (GPT-J). x may be a view whose heads are packed.
+ */
+PTM_API ptm_status ptm_op_rope(ptm_tensor *x, const ptm_tensor *positions,
+                               const ptm_tensor *inv_freq, float attn_factor, int32_t rot_dims,
+                               int32_t neox);
+
 /* ptm_op_convert - copy x into out (same shape), converting dtype; out contiguous. */
 PTM_API ptm_status ptm_op_convert(ptm_tensor *out, const ptm_tensor *x);
 

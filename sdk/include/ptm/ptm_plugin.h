@@ -143,6 +143,7 @@ struct ptm_builtin_name {
 
 typedef struct ptm_model ptm_model;
 typedef struct ptm_tensor_map ptm_tensor_map;
+typedef struct ptm_kv_cache ptm_kv_cache; /* ptm_generate.h */
 
 /* What a forward hook receives. */
 struct ptm_forward_ctx {
@@ -151,6 +152,14 @@ struct ptm_forward_ctx {
     const ptm_tensor_map *inputs; /* by HF argument name: "input_ids", "attention_mask", ... */
     ptm_tensor_map *outputs;      /* the hook adds by HF output name: "logits", ... */
     int32_t output_hidden_states; /* add "hidden_states.<i>" for every layer's output too */
+    /* ABI 1.0 (added for generation, issue 6) */
+    /* Decoder key/value cache (ptm_generate.h), or NULL: the inputs are the whole sequence.
+     * With a cache, the inputs continue ptm_kv_cache_len() earlier tokens; the hook writes
+     * the new keys and values through ptm_kv_cache_layer and the runtime advances the
+     * length after the hook succeeds. A hook that cannot use a cache fails when given one. */
+    ptm_kv_cache *cache;
+    /* HF logits_to_keep: 0 = logits for every position, n > 0 = only the last n. */
+    int32_t logits_to_keep;
 };
 
 /* One model class (HF's BertModel, BertForMaskedLM, ...). */
