@@ -15,6 +15,7 @@
 #include "error.h"
 #include "half.h"
 #include "model.h"
+#include "ptm/ptm_generate.h"
 #include "tensor.h"
 
 static ptm_status make_dir(const char *dir)
@@ -223,6 +224,15 @@ ptm_status ptm_model_save(const ptm_model *m, const char *dir, const struct ptm_
     }
     if (st == PTM_OK) {
         st = save_config(m, dir, o ? o->full_config : 0, has_dtype, dtype);
+    }
+    if (st == PTM_OK && m->cls->can_generate) {
+        /* HF writes generation_config.json beside the weights for generative classes: the
+         * one the model came with, else one made from the config's special token ids. */
+        struct ptm_generate_opts g = {.struct_size = sizeof g};
+        st = ptm_generate_opts_init(m, &g);
+        if (st == PTM_OK) {
+            st = ptm_generate_opts_save(&g, dir);
+        }
     }
     if (st == PTM_OK) {
         st = save_card(m, dir);

@@ -433,3 +433,25 @@ Test(model, resize_without_mean_initialises_new_rows_from_the_init_spec)
     cr_assert_eq(ptm_tensor_dim(ptm_model_input_embeddings(m), 0), 10);
     ptm_model_free(m);
 }
+
+Test(model, a_generative_model_saves_its_generation_config)
+{
+    char dir[64], path[160];
+    tmpdir(dir, sizeof dir);
+    ptm_model *m = load(FIXTURE("llama-tiny-gqa2"), NULL);
+    cr_assert_eq(ptm_model_can_generate(m), 1);
+    cr_assert_eq(ptm_model_save(m, dir, NULL), PTM_OK, "%s", ptm_last_error());
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    cr_assert_eq(access(path, R_OK), 0, "no generation_config.json");
+    ptm_model *back = load(dir, NULL);
+    struct ptm_generate_opts a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
+    cr_assert_eq(ptm_generate_opts_init(m, &a), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_generate_opts_init(back, &b), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(a.bos_id, b.bos_id);
+    cr_assert_eq(a.pad_id, b.pad_id);
+    cr_assert_eq(a.eos_ids[0], b.eos_ids[0]);
+    cr_assert_eq(a.n_eos, b.n_eos);
+    ptm_model_free(back);
+    ptm_model_free(m);
+    rm_rf(dir);
+}

@@ -4,10 +4,15 @@
  * kernels' plain pointers and element strides, and refuses, with PTM_E_UNSUPPORTED naming
  * the op, the layouts the kernels do not take. Buffers are host memory: allocated 64-byte
  * aligned, or imported (mmapped weights) without a copy.
+ *
+ * Freed large buffers are kept in a small cache and handed out again for the same size:
+ * a forward pass allocates the same activation buffers every call, and returning them to
+ * the kernel each time costs a page fault and a page clear per 4 KiB on the next call.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "cpu_kernels.h"
@@ -16,11 +21,20 @@
 
 struct cpu_buf {
     void *ptr;
+    size_t bytes; /* rounded allocation size; 0 for imported memory */
     int owned;
 };
 
+#define CACHE_SLOTS     16
+#define CACHE_MIN_BYTES (64u << 10)
+#define CACHE_MAX_BYTES (512u << 20)
+
 struct cpu_state {
     cpu_ctx k;
+    pthread_mutex_t mu;
+    void *cached[CACHE_SLOTS];
+    size_t cached_bytes[CACHE_SLOTS];
+    size_t cache_total;
 };
 
 static ptm_status cpu_init(void **out)
@@ -35,6 +49,7 @@ static ptm_status cpu_init(void **out)
         return st;
     }
     s->k.isa = cpu_isa_detect();
+    pthread_mutex_init(&s->mu, NULL);
     cpu_blas_init();
     *out = s;
     return PTM_OK;
@@ -44,9 +59,49 @@ static void cpu_destroy(void *ctx)
 {
     struct cpu_state *s = ctx;
     if (s != NULL) {
+        for (int i = 0; i < CACHE_SLOTS; i++) {
+            free(s->cached[i]);
+        }
+        pthread_mutex_destroy(&s->mu);
         cpu_pool_free(s->k.pool);
         free(s);
     }
+}
+
+/* A cached block of exactly `bytes`, or NULL. */
+static void *cache_take(struct cpu_state *s, size_t bytes)
+{
+    void *p = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < CACHE_SLOTS && p == NULL; i++) {
+        if (s->cached[i] != NULL && s->cached_bytes[i] == bytes) {
+            p = s->cached[i];
+            s->cached[i] = NULL;
+            s->cache_total -= bytes;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return p;
+}
+
+/* Keep a freed block for reuse if it is large and fits; 1 if kept. */
+static int cache_put(struct cpu_state *s, void *p, size_t bytes)
+{
+    int kept = 0;
+    if (bytes < CACHE_MIN_BYTES) {
+        return 0;
+    }
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < CACHE_SLOTS && !kept; i++) {
+        if (s->cached[i] == NULL && s->cache_total + bytes <= CACHE_MAX_BYTES) {
+            s->cached[i] = p;
+            s->cached_bytes[i] = bytes;
+            s->cache_total += bytes;
+            kept = 1;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return kept;
 }
 
 static int32_t cpu_score(void *ctx)
@@ -71,13 +126,17 @@ static ptm_status cpu_device_name(void *ctx, int32_t dev, char *buf, size_t cap)
 static ptm_status cpu_alloc(void *ctx, int32_t dev, size_t bytes, void **out)
 {
     struct cpu_buf *b = malloc(sizeof *b);
-    size_t rounded = (bytes + 63) & ~(size_t)63;
-    void *p = b ? aligned_alloc(64, rounded ? rounded : 64) : NULL;
+    size_t rounded = bytes ? (bytes + 63) & ~(size_t)63 : 64;
+    void *p = b ? cache_take(ctx, rounded) : NULL;
+    if (b != NULL && p == NULL) {
+        p = aligned_alloc(64, rounded);
+    }
     if (p == NULL) {
         free(b);
         return ptm_error_set(PTM_E_NOMEM, "cpu: cannot allocate %zu bytes", bytes);
     }
     b->ptr = p;
+    b->bytes = rounded;
     b->owned = 1;
     *out = b;
     return PTM_OK;
@@ -90,6 +149,7 @@ static ptm_status cpu_import(void *ctx, int32_t dev, void *host, size_t bytes, v
         return ptm_error_set(PTM_E_NOMEM, "cpu: out of memory");
     }
     b->ptr = host;
+    b->bytes = 0;
     b->owned = 0;
     *out = b;
     return PTM_OK;
@@ -98,7 +158,7 @@ static ptm_status cpu_import(void *ctx, int32_t dev, void *host, size_t bytes, v
 static void cpu_free(void *ctx, void *buf)
 {
     struct cpu_buf *b = buf;
-    if (b != NULL && b->owned) {
+    if (b != NULL && b->owned && !cache_put(ctx, b->ptr, b->bytes)) {
         free(b->ptr);
     }
     free(b);
@@ -402,6 +462,31 @@ static ptm_status cpu_convert_op(void *ctx, const struct ptm_kview *out, const s
     return PTM_OK;
 }
 
+static ptm_status cpu_rope_op(void *ctx, const struct ptm_rope_args *r)
+{
+    struct cpu_state *s = ctx;
+    const struct ptm_kview *x = r->x, *p = r->positions;
+    if (x->dtype != PTM_F32 || x->ndim != 4 || (x->ne[3] > 1 && x->nb[3] != 4) ||
+        r->inv_freq->dtype != PTM_F32 || !is_contiguous(r->inv_freq) || !is_contiguous(p)) {
+        return unsupported("rope", "needs an F32 [B, S, H, D] view with packed heads");
+    }
+    int64_t B = x->ne[0], S = x->ne[1];
+    int64_t *pos = malloc((size_t)(B * S) * sizeof *pos + 1);
+    if (pos == NULL) {
+        return ptm_error_set(PTM_E_NOMEM, "cpu: rope: out of memory");
+    }
+    for (int64_t i = 0; i < B * S; i++) {
+        pos[i] = p->dtype == PTM_I64 ? ((const int64_t *)at(p))[i] : ((const int32_t *)at(p))[i];
+    }
+    for (int64_t b = 0; b < B; b++) {
+        cpu_rope_freqs(&s->k, S, x->ne[2], r->rot_dims, (float *)((char *)at(x) + b * x->nb[0]),
+                       x->nb[1] / 4, x->nb[2] / 4, pos + b * S, at(r->inv_freq), r->attn_factor,
+                       r->neox);
+    }
+    free(pos);
+    return PTM_OK;
+}
+
 static const struct ptm_backend cpu_backend = {
     .struct_size = sizeof(struct ptm_backend),
     .name = "cpu",
@@ -425,6 +510,7 @@ static const struct ptm_backend cpu_backend = {
     .softmax = cpu_softmax_op,
     .embedding = cpu_embedding,
     .attention = cpu_attention_op,
+    .rope = cpu_rope_op,
     .convert = cpu_convert_op,
 };
 
