@@ -32,7 +32,10 @@ extern const struct cli_command cli_cmd_plugins;
 extern const struct cli_command cli_cmd_download;
 extern const struct cli_command cli_cmd_scan_cache;
 extern const struct cli_command cli_cmd_embed;
+extern const struct cli_command cli_cmd_forward;
+extern const struct cli_command cli_cmd_generate;
 extern const struct cli_command cli_cmd_info;
 extern const struct cli_command cli_cmd_save;
+extern const struct cli_command cli_cmd_tokenize;
 
 #endif

@@ -106,6 +106,15 @@ struct ptm_batch_encoding {
 PTM_API ptm_status ptm_tokenizer_load(const char *path, ptm_tokenizer **out);
 
 /*
+ * ptm_tokenizer_from_pretrained - the tokenizer of a model found by name, resolved as
+ * ptm_model_load resolves it (local directory, built-in name, Hugging Face cache, Hub).
+ * local_files_only: never touch the network. Errors as ptm_model_load's resolution plus
+ * ptm_tokenizer_load's; out is NULL on failure.
+ */
+PTM_API ptm_status ptm_tokenizer_from_pretrained(const char *name, int32_t local_files_only,
+                                                 ptm_tokenizer **out);
+
+/*
  * ptm_tokenizer_load_from_memory - the same from tokenizer.json bytes in memory.
  *
  * json, n: the file's bytes, borrowed for the call. label: the name used in messages (may be
