@@ -2,9 +2,11 @@
  * bench_bert.c - BERT encoder throughput: ptm against PyTorch and ONNX Runtime, same model,
  * same inputs, same thread count, same run. The peers live in one child process
  * (peer_bert.py) so that every repetition runs ptm, then torch, then ORT back to back and
- * machine noise hits all three alike. Prints one machine-readable line per case and peer;
- * ratio > 1 means ptm is faster. Also prints ptm's achieved GFLOP/s beside OpenBLAS sgemm on
- * the model's largest GEMM shape, measured here, as the ceiling to compare with.
+ * machine noise hits all three alike. Each timed run starts after a short pause: the peers'
+ * thread pools spin after a call (ORT's intra-op spinning, OpenMP's spin-wait) and would
+ * otherwise steal the cores from whichever engine runs next. Prints one machine-readable line per
+ * case and peer; ratio > 1 means ptm is faster. Also prints ptm's achieved GFLOP/s beside OpenBLAS
+ * sgemm on the model's largest GEMM shape, measured here, as the ceiling to compare with.
  *
  * usage: bench_bert [--model NAME] [--runs N] [--threads N] [--peer PATH|none]
  */
@@ -141,9 +143,16 @@ static int peer_start(struct peer *p, const char *script, const char *dir, int t
     return -1;
 }
 
+/* Let every engine's spinning threads go idle before the next timed run. */
+static void settle(void)
+{
+    usleep(50000);
+}
+
 static double peer_run(struct peer *p, const char *which, int64_t b, int64_t s)
 {
     char line[256];
+    settle();
     fprintf(p->to, "%s %lld %lld\n", which, (long long)b, (long long)s);
     fflush(p->to);
     if (fgets(line, sizeof line, p->from) == NULL || strncmp(line, "ms ", 3) != 0) {
@@ -155,6 +164,7 @@ static double peer_run(struct peer *p, const char *which, int64_t b, int64_t s)
 static double ptm_run(ptm_model *m, ptm_tensor_map *in)
 {
     ptm_tensor_map *out = NULL;
+    settle();
     ptm_tensor_map_new(&out);
     double t0 = now_ms();
     if (ptm_model_forward(m, in, out, 0) != PTM_OK) {
