@@ -290,27 +290,60 @@ PTM_API ptm_status ptm_tokenizer_load_from_memory(const char *json, size_t n, co
     return load_memory(json, n, label != NULL ? label : "tokenizer.json", out);
 }
 
-/* model_max_length from tokenizer_config.json next to tokenizer.json; absent is fine. */
-static void read_model_max_length(const char *dir, ptm_tokenizer *t)
+/* A JSON file beside tokenizer.json, or NULL (absent or unreadable: these are optional). */
+static json_object *read_optional_json(const char *dir, const char *name)
 {
     char path[4096];
     char *buf;
     size_t n;
-    json_object *root, *m;
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    if (access(path, R_OK) != 0 || read_file(path, &buf, &n) != PTM_OK) {
-        ptm__error_clear();
-        return;
-    }
-    if (parse_json(path, buf, n, &root) == PTM_OK) {
-        if (json_object_object_get_ex(root, "model_max_length", &m) &&
-            json_object_is_type(m, json_type_int)) {
-            t->model_max_length = json_object_get_int64(m);
+    json_object *root = NULL;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (access(path, R_OK) == 0 && read_file(path, &buf, &n) == PTM_OK) {
+        if (parse_json(path, buf, n, &root) != PTM_OK) {
+            root = NULL;
         }
-        json_object_put(root);
+        ptm__free(buf);
     }
-    ptm__free(buf);
     ptm__error_clear(); /* a bad optional file is not the caller's failure */
+    return root;
+}
+
+/* A special token entry: "<pad>" or {"content": "<pad>", ...}; NULL if neither. */
+static const char *token_content(json_object *v)
+{
+    json_object *c = NULL;
+    if (json_object_is_type(v, json_type_object) && json_object_object_get_ex(v, "content", &c)) {
+        v = c;
+    }
+    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+/*
+ * tokenizer_config.json and special_tokens_map.json next to tokenizer.json, as transformers'
+ * fast tokenizers read them: model_max_length, and, when tokenizer.json has no padding
+ * section, the pad token (tokenizer_config.json first, then special_tokens_map.json).
+ */
+static void read_model_max_length(const char *dir, ptm_tokenizer *t)
+{
+    json_object *cfg = read_optional_json(dir, "tokenizer_config.json"), *m = NULL;
+    json_object *map = t->has_pad ? NULL : read_optional_json(dir, "special_tokens_map.json");
+    if (json_object_object_get_ex(cfg, "model_max_length", &m) &&
+        json_object_is_type(m, json_type_int)) {
+        t->model_max_length = json_object_get_int64(m);
+    }
+    const char *pad = NULL;
+    if (!t->has_pad && json_object_object_get_ex(cfg, "pad_token", &m)) {
+        pad = token_content(m);
+    }
+    if (!t->has_pad && pad == NULL && json_object_object_get_ex(map, "pad_token", &m)) {
+        pad = token_content(m);
+    }
+    int32_t id = pad != NULL ? ptm_tokenizer_token_to_id(t, pad) : -1;
+    if (id >= 0) {
+        t->pad_id = id;
+    }
+    json_object_put(cfg);
+    json_object_put(map);
 }
 
 PTM_API ptm_status ptm_tokenizer_load(const char *path, ptm_tokenizer **out)

@@ -925,3 +925,33 @@ Test(tokenizer, prints_single_thread_throughput)
     throughput("sp_llama2", TOK("sp_llama2/tokenizer.json"));
     throughput("uni_t5", TOK("uni_t5/tokenizer.json"));
 }
+
+/* transformers takes the pad token from tokenizer_config.json or special_tokens_map.json when
+ * tokenizer.json has no padding section (GPT-2 and LLaMA files have none). */
+Test(tokenizer, pads_with_the_pad_token_of_special_tokens_map)
+{
+    char dir[] = "/tmp/ptm_tok_pad_XXXXXX", cmd[512], path[256];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "cp '%s/tok/bl_gpt2/tokenizer.json' '%s/'", PTM_TEST_FIXTURES, dir);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/special_tokens_map.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"pad_token\": {\"content\": \"<|endoftext|>\", \"special\": true}}", f);
+    fclose(f);
+    ptm_tokenizer *t = NULL;
+    cr_assert_eq(ptm_tokenizer_load(dir, &t), PTM_OK, "%s", ptm_last_error());
+    int32_t pad = ptm_tokenizer_token_to_id(t, "<|endoftext|>");
+    cr_assert_geq(pad, 0);
+    const char *texts[] = {"a longer line of text", "short"};
+    struct ptm_encode_opts o = PTM_ENCODE_OPTS_INIT;
+    o.padding = PTM_TOK_PAD_LONGEST;
+    struct ptm_batch_encoding *b = NULL;
+    cr_assert_eq(ptm_tokenizer_encode_batch(t, texts, NULL, 2, &o, &b), PTM_OK, "%s",
+                 ptm_last_error());
+    cr_assert_eq(b->ids[b->seq_len * 2 - 1], pad);
+    cr_assert_eq(b->attention_mask[b->seq_len * 2 - 1], 0);
+    ptm_batch_encoding_free(b);
+    ptm_tokenizer_free(t);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}

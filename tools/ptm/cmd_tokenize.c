@@ -9,8 +9,6 @@
 
 #include "cli.h"
 
-#define DEFAULT_MODEL "sentence-transformers/all-MiniLM-L6-v2"
-
 static json_object *int_array(const int32_t *v, size_t n)
 {
     json_object *a = json_object_new_array();
@@ -87,7 +85,7 @@ static int decode(const ptm_tokenizer *tok, int argc, char **argv, int first, in
 
 static int run(int argc, char **argv)
 {
-    const char *model = DEFAULT_MODEL, *pair = NULL;
+    const char *model = NULL, *pair = NULL;
     int as_json = 0, do_decode = 0, first = argc;
     struct ptm_encode_opts o = PTM_ENCODE_OPTS_INIT;
     o.padding = PTM_TOK_PAD_OFF;
@@ -98,19 +96,21 @@ static int run(int argc, char **argv)
             do_decode = 1;
         } else if (!strcmp(argv[i], "--no-special")) {
             o.add_special_tokens = 0;
-        } else if ((!strcmp(argv[i], "--model") || !strcmp(argv[i], "--pair")) && i + 1 < argc) {
-            *(argv[i][2] == 'm' ? &model : &pair) = argv[i + 1];
-            i++;
+        } else if (!strcmp(argv[i], "--pair") && i + 1 < argc) {
+            pair = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
             fprintf(stderr, "ptm tokenize: unknown option \"%s\" (see ptm tokenize --help)\n",
                     argv[i]);
             return CLI_USAGE;
+        } else if (model == NULL) {
+            model = argv[i];
         } else {
             first = i;
         }
     }
-    if (first == argc) {
-        fprintf(stderr, "ptm tokenize: no text (see ptm tokenize --help)\n");
+    if (model == NULL || first == argc) {
+        fprintf(stderr, "ptm tokenize: missing %s (see ptm tokenize --help)\n",
+                model ? "text" : "model");
         return CLI_USAGE;
     }
     ptm_tokenizer *tok = NULL;
@@ -132,11 +132,11 @@ static int run(int argc, char **argv)
 const struct cli_command cli_cmd_tokenize = {
     .name = "tokenize",
     .summary = "run a model's tokenizer: ids and tokens, or decode ids",
-    .usage = "[--model NAME] [--json] [--pair TEXT] [--no-special] TEXT...\n"
-             "       ptm tokenize [--model NAME] --decode [--no-special] ID[,ID...]...\n\n"
+    .usage = "MODEL [--json] [--pair TEXT] [--no-special] TEXT...\n"
+             "       ptm tokenize MODEL --decode [--no-special] ID[,ID...]...\n\n"
              "Encodes each TEXT with the model's tokenizer.json (as Hugging Face tokenizers\n"
              "does) and prints tokens and ids, or with --json the ids, tokens, type ids and\n"
              "attention mask. --decode turns ids back into text, skipping special tokens;\n"
-             "with --no-special they are kept. Default model: " DEFAULT_MODEL "\n",
+             "with --no-special they are kept. MODEL: a directory, built-in name or repo id.\n",
     .run = run,
 };
