@@ -64,6 +64,10 @@ void ptm__hub_progress(const char *file, uint64_t done, uint64_t total, long lon
 /* Whether a repo file name is safe to use as a relative path under the snapshot. */
 int ptm__hub_valid_path(const char *path);
 int ptm__hub_valid_repo_id(const char *id);
+
+/* huggingface_hub's cache folder name of repo_id: "models--{org}--{name}". 0 if it does not
+ * fit cap. */
+int ptm__hub_repo_folder(const char *repo_id, char *buf, size_t cap);
 /* Fill the cache folders of h from h->cache and h->repo_id. */
 ptm_status ptm__hub_cache_init(struct ptm__hub *h);
 /* Create every missing parent directory of path. */

@@ -71,20 +71,29 @@ static int fmt_ok(int n, size_t cap)
     return n > 0 && (size_t)n < cap;
 }
 
+int ptm__hub_repo_folder(const char *repo_id, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "models--");
+    for (const char *p = repo_id; *p; p++) {
+        if (n + 3 > cap) {
+            return 0;
+        }
+        if (*p == '/') {
+            buf[n++] = '-';
+            buf[n++] = '-';
+        } else {
+            buf[n++] = *p;
+        }
+    }
+    buf[n] = '\0';
+    return 1;
+}
+
 ptm_status ptm__hub_cache_init(struct ptm__hub *h)
 {
     char folder[256];
-    int n = snprintf(folder, sizeof folder, "models--");
-    for (const char *p = h->repo_id; *p && n < (int)sizeof folder - 3; p++) {
-        if (*p == '/') {
-            folder[n++] = '-';
-            folder[n++] = '-';
-        } else {
-            folder[n++] = *p;
-        }
-    }
-    folder[n] = '\0';
-    if (!fmt_ok(snprintf(h->repo_dir, sizeof h->repo_dir, "%s/%s", h->cache, folder),
+    if (!ptm__hub_repo_folder(h->repo_id, folder, sizeof folder) ||
+        !fmt_ok(snprintf(h->repo_dir, sizeof h->repo_dir, "%s/%s", h->cache, folder),
                 sizeof h->repo_dir) ||
         !fmt_ok(snprintf(h->locks_dir, sizeof h->locks_dir, "%s/.locks/%s", h->cache, folder),
                 sizeof h->locks_dir)) {

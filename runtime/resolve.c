@@ -42,27 +42,6 @@ int ptm__hf_cache_dir(char *buf, size_t cap)
     return n > 0 && (size_t)n < cap;
 }
 
-/* A repo id is "name" or "org/name" of [A-Za-z0-9._-], no "..", no leading "." or "-". */
-static int valid_repo_id(const char *id)
-{
-    size_t n = strlen(id);
-    int slashes = 0;
-    if (n == 0 || n > 96 || id[0] == '.' || id[0] == '-' || strstr(id, "..") != NULL) {
-        return 0;
-    }
-    for (const char *p = id; *p; p++) {
-        if (*p == '/') {
-            if (++slashes > 1 || p == id || p[1] == '\0') {
-                return 0;
-            }
-        } else if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                     (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-')) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* A revision names a ref file or a snapshot directory: no path separators, no "..". */
 static int valid_revision(const char *rev)
 {
@@ -73,21 +52,13 @@ static int valid_revision(const char *rev)
 static int cached_snapshot(const char *repo_id, const char *revision, char *buf, size_t cap,
                            char *tried, size_t tried_cap)
 {
-    char cache[PATH_MAX], repo[PATH_MAX], commit[128] = "";
-    if (!valid_repo_id(repo_id) || !valid_revision(revision) ||
-        !ptm__hf_cache_dir(cache, sizeof cache)) {
+    char cache[PATH_MAX - 300], folder[256], repo[PATH_MAX], commit[128] = "";
+    if (!ptm__hub_valid_repo_id(repo_id) || !valid_revision(revision) ||
+        !ptm__hf_cache_dir(cache, sizeof cache) ||
+        !ptm__hub_repo_folder(repo_id, folder, sizeof folder)) {
         return 0;
     }
-    int n = snprintf(repo, sizeof repo, "%s/models--", cache);
-    for (const char *p = repo_id; *p && n < (int)sizeof repo - 3; p++) {
-        if (*p == '/') {
-            repo[n++] = '-';
-            repo[n++] = '-';
-        } else {
-            repo[n++] = *p;
-        }
-    }
-    repo[n] = '\0';
+    snprintf(repo, sizeof repo, "%s/%s", cache, folder);
     snprintf(tried, tried_cap, "the Hugging Face cache (%s, revision %s)", repo, revision);
     char ref[PATH_MAX + 160];
     snprintf(ref, sizeof ref, "%s/refs/%s", repo, revision);
@@ -104,7 +75,7 @@ static int cached_snapshot(const char *repo_id, const char *revision, char *buf,
     if (!valid_revision(commit)) {
         return 0;
     }
-    n = snprintf(buf, cap, "%s/snapshots/%s", repo, commit);
+    int n = snprintf(buf, cap, "%s/snapshots/%s", repo, commit);
     return n > 0 && (size_t)n < cap && is_dir(buf);
 }
 
