@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bert.h"
+#include "pk.h"
 
 static const struct ptm_config_field bert_fields[] = {
     PTM_CONFIG_FIELD("vocab_size", PTM_CFG_INT, 0, "30522", "Vocabulary size"),
@@ -36,64 +37,31 @@ static const struct ptm_config_field bert_fields[] = {
 /* ------------------------------------------------------------------------------------------ */
 /* Parameters: names exactly as transformers' BertModel and heads spell them. */
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        ptm_status st_ = (x);                                                                      \
-        if (st_ != PTM_OK) {                                                                       \
-            return st_;                                                                            \
-        }                                                                                          \
-    } while (0)
-
 /* HF BertPreTrainedModel._init_weights: Linear and Embedding normal(0, initializer_range),
  * biases zero, the padding row of word embeddings zero, LayerNorm weight 1, bias 0. */
-struct declarer {
-    ptm_model *m;
-    const char *prefix; /* "" for the base class, "bert." for heads */
-    float std;
-};
-
-static ptm_status param(const struct declarer *d, const char *name, int32_t ndim, int64_t a,
-                        int64_t b, int32_t kind, int64_t padding_idx)
-{
-    char full[256];
-    snprintf(full, sizeof full, "%s%s", d->prefix, name);
-    int64_t shape[2] = {a, b};
-    struct ptm_param_init init = {sizeof init, kind, 0.0f, d->std, padding_idx};
-    return ptm_model_declare(d->m, full, ndim, shape, &init);
-}
-
-static ptm_status linear(const struct declarer *d, const char *name, int64_t out, int64_t in)
+static ptm_status layer_norm(const struct pk_declarer *d, const char *name, int64_t n)
 {
     char w[200], b[200];
     snprintf(w, sizeof w, "%s.weight", name);
     snprintf(b, sizeof b, "%s.bias", name);
-    TRY(param(d, w, 2, out, in, PTM_INIT_NORMAL, -1));
-    return param(d, b, 1, out, 0, PTM_INIT_ZEROS, -1);
+    PK_TRY(pk_param(d, w, 1, n, 0, PTM_INIT_ONES, -1));
+    return pk_param(d, b, 1, n, 0, PTM_INIT_ZEROS, -1);
 }
 
-static ptm_status layer_norm(const struct declarer *d, const char *name, int64_t n)
-{
-    char w[200], b[200];
-    snprintf(w, sizeof w, "%s.weight", name);
-    snprintf(b, sizeof b, "%s.bias", name);
-    TRY(param(d, w, 1, n, 0, PTM_INIT_ONES, -1));
-    return param(d, b, 1, n, 0, PTM_INIT_ZEROS, -1);
-}
-
-static ptm_status declare_encoder(const struct declarer *d, const struct bert_hparams *hp,
+static ptm_status declare_encoder(const struct pk_declarer *d, const struct bert_hparams *hp,
                                   int with_pooler)
 {
     int64_t pad = -1;
     if (ptm_config_get_int(ptm_model_config(d->m), "pad_token_id", &pad) != PTM_OK) {
         pad = -1; /* null: no padding row */
     }
-    TRY(param(d, "embeddings.word_embeddings.weight", 2, hp->vocab, hp->hidden, PTM_INIT_NORMAL,
-              pad));
-    TRY(param(d, "embeddings.position_embeddings.weight", 2, hp->max_pos, hp->hidden,
-              PTM_INIT_NORMAL, -1));
-    TRY(param(d, "embeddings.token_type_embeddings.weight", 2, hp->type_vocab, hp->hidden,
-              PTM_INIT_NORMAL, -1));
-    TRY(layer_norm(d, "embeddings.LayerNorm", hp->hidden));
+    PK_TRY(pk_param(d, "embeddings.word_embeddings.weight", 2, hp->vocab, hp->hidden,
+                    PTM_INIT_NORMAL, pad));
+    PK_TRY(pk_param(d, "embeddings.position_embeddings.weight", 2, hp->max_pos, hp->hidden,
+                    PTM_INIT_NORMAL, -1));
+    PK_TRY(pk_param(d, "embeddings.token_type_embeddings.weight", 2, hp->type_vocab, hp->hidden,
+                    PTM_INIT_NORMAL, -1));
+    PK_TRY(layer_norm(d, "embeddings.LayerNorm", hp->hidden));
     int64_t head_dim = hp->hidden / hp->heads;
     for (int64_t i = 0; i < hp->layers; i++) {
         char n[160];
@@ -102,85 +70,85 @@ static ptm_status declare_encoder(const struct declarer *d, const struct bert_hp
         int64_t width = (hp->heads - ptm_model_n_pruned_heads(d->m, (int32_t)i)) * head_dim;
         for (int k = 0; k < 3; k++) {
             snprintf(n, sizeof n, "encoder.layer.%lld.attention.self.%s", (long long)i, qkv[k]);
-            TRY(linear(d, n, width, hp->hidden));
+            PK_TRY(pk_linear(d, n, width, hp->hidden, 1));
         }
         snprintf(n, sizeof n, "encoder.layer.%lld.attention.output.dense", (long long)i);
-        TRY(linear(d, n, hp->hidden, width));
+        PK_TRY(pk_linear(d, n, hp->hidden, width, 1));
         snprintf(n, sizeof n, "encoder.layer.%lld.attention.output.LayerNorm", (long long)i);
-        TRY(layer_norm(d, n, hp->hidden));
+        PK_TRY(layer_norm(d, n, hp->hidden));
         snprintf(n, sizeof n, "encoder.layer.%lld.intermediate.dense", (long long)i);
-        TRY(linear(d, n, hp->inter, hp->hidden));
+        PK_TRY(pk_linear(d, n, hp->inter, hp->hidden, 1));
         snprintf(n, sizeof n, "encoder.layer.%lld.output.dense", (long long)i);
-        TRY(linear(d, n, hp->hidden, hp->inter));
+        PK_TRY(pk_linear(d, n, hp->hidden, hp->inter, 1));
         snprintf(n, sizeof n, "encoder.layer.%lld.output.LayerNorm", (long long)i);
-        TRY(layer_norm(d, n, hp->hidden));
+        PK_TRY(layer_norm(d, n, hp->hidden));
     }
-    return with_pooler ? linear(d, "pooler.dense", hp->hidden, hp->hidden) : PTM_OK;
+    return with_pooler ? pk_linear(d, "pooler.dense", hp->hidden, hp->hidden, 1) : PTM_OK;
 }
 
-static ptm_status setup(ptm_model *m, const char *prefix, struct declarer *d,
+static ptm_status setup(ptm_model *m, const char *prefix, struct pk_declarer *d,
                         struct bert_hparams *hp)
 {
-    TRY(bert_hparams(m, hp));
+    PK_TRY(bert_hparams(m, hp));
     double std = 0.02;
     if (ptm_config_get_float(ptm_model_config(m), "initializer_range", &std) != PTM_OK) {
         std = 0.02;
     }
-    *d = (struct declarer){m, prefix, (float)std};
+    *d = (struct pk_declarer){m, prefix, (float)std};
     return PTM_OK;
 }
 
 static ptm_status declare_base(ptm_model *m)
 {
-    struct declarer d;
+    struct pk_declarer d;
     struct bert_hparams hp;
-    TRY(setup(m, "", &d, &hp));
+    PK_TRY(setup(m, "", &d, &hp));
     return declare_encoder(&d, &hp, 1);
 }
 
 /* A head: the encoder under "bert.", then the head's own parameters without prefix. */
-static ptm_status declare_head(ptm_model *m, int with_pooler, struct declarer *d,
+static ptm_status declare_head(ptm_model *m, int with_pooler, struct pk_declarer *d,
                                struct bert_hparams *hp)
 {
-    TRY(setup(m, "bert.", d, hp));
-    TRY(declare_encoder(d, hp, with_pooler));
+    PK_TRY(setup(m, "bert.", d, hp));
+    PK_TRY(declare_encoder(d, hp, with_pooler));
     d->prefix = "";
     return PTM_OK;
 }
 
 static ptm_status declare_mlm(ptm_model *m)
 {
-    struct declarer d;
+    struct pk_declarer d;
     struct bert_hparams hp;
-    TRY(declare_head(m, 0, &d, &hp));
-    TRY(linear(&d, "cls.predictions.transform.dense", hp.hidden, hp.hidden));
-    TRY(layer_norm(&d, "cls.predictions.transform.LayerNorm", hp.hidden));
-    TRY(param(&d, "cls.predictions.bias", 1, hp.vocab, 0, PTM_INIT_ZEROS, -1));
-    return linear(&d, "cls.predictions.decoder", hp.vocab, hp.hidden);
+    PK_TRY(declare_head(m, 0, &d, &hp));
+    PK_TRY(pk_linear(&d, "cls.predictions.transform.dense", hp.hidden, hp.hidden, 1));
+    PK_TRY(layer_norm(&d, "cls.predictions.transform.LayerNorm", hp.hidden));
+    PK_TRY(pk_param(&d, "cls.predictions.bias", 1, hp.vocab, 0, PTM_INIT_ZEROS, -1));
+    return pk_linear(&d, "cls.predictions.decoder", hp.vocab, hp.hidden, 1);
 }
 
 static ptm_status declare_seqcls(ptm_model *m)
 {
-    struct declarer d;
+    struct pk_declarer d;
     struct bert_hparams hp;
-    TRY(declare_head(m, 1, &d, &hp));
-    return linear(&d, "classifier", hp.num_labels, hp.hidden);
+    PK_TRY(declare_head(m, 1, &d, &hp));
+    return pk_linear(&d, "classifier", hp.num_labels, hp.hidden, 1);
 }
 
 static ptm_status declare_tokcls(ptm_model *m)
 {
-    struct declarer d;
+    struct pk_declarer d;
     struct bert_hparams hp;
-    TRY(declare_head(m, 0, &d, &hp));
-    return linear(&d, "classifier", hp.num_labels, hp.hidden);
+    PK_TRY(declare_head(m, 0, &d, &hp));
+    return pk_linear(&d, "classifier", hp.num_labels, hp.hidden, 1);
 }
 
 static ptm_status declare_qa(ptm_model *m)
 {
-    struct declarer d;
+    struct pk_declarer d;
     struct bert_hparams hp;
-    TRY(declare_head(m, 0, &d, &hp));
-    return linear(&d, "qa_outputs", 2, hp.hidden);
+    PK_TRY(declare_head(m, 0, &d, &hp));
+    return pk_linear(&d, "qa_outputs", 2, hp.hidden, 1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -239,7 +207,7 @@ static ptm_status keep_blocks(ptm_model *m, const char *name, int by_rows, int64
 static ptm_status bert_prune_heads(ptm_model *m, int32_t layer, const int32_t *heads, int32_t n)
 {
     struct bert_hparams hp;
-    TRY(bert_hparams(m, &hp));
+    PK_TRY(bert_hparams(m, &hp));
     int64_t hd = hp.hidden / hp.heads;
     char name[200];
     const char *pf = encoder_prefix(m);
@@ -260,10 +228,10 @@ static ptm_status bert_prune_heads(ptm_model *m, int32_t layer, const int32_t *h
     for (int k = 0; k < 3; k++) {
         snprintf(name, sizeof name, "%sencoder.layer.%d.attention.self.%s.weight", pf, (int)layer,
                  qkv[k]);
-        TRY(keep_blocks(m, name, 1, hd, keep, cur));
+        PK_TRY(keep_blocks(m, name, 1, hd, keep, cur));
         snprintf(name, sizeof name, "%sencoder.layer.%d.attention.self.%s.bias", pf, (int)layer,
                  qkv[k]);
-        TRY(keep_blocks(m, name, 1, hd, keep, cur));
+        PK_TRY(keep_blocks(m, name, 1, hd, keep, cur));
     }
     snprintf(name, sizeof name, "%sencoder.layer.%d.attention.output.dense.weight", pf, (int)layer);
     return keep_blocks(m, name, 0, hd, keep, cur);

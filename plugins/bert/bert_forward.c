@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "bert.h"
+#include "pk.h"
 
 #define TRY(x)                                                                                     \
     do {                                                                                           \
@@ -79,27 +80,6 @@ ptm_status bert_hparams(const ptm_model *m, struct bert_hparams *hp)
     return ptm_error_set(PTM_E_UNSUPPORTED, "bert: hidden_act \"%s\" is not supported", act);
 }
 
-/* A parameter by name with the prefix of this class ("" or "bert."). */
-static ptm_tensor *P(const ptm_model *m, const char *prefix, const char *fmt, long long layer)
-{
-    char rel[160], full[200];
-    snprintf(rel, sizeof rel, fmt, layer);
-    snprintf(full, sizeof full, "%s%s", prefix, rel);
-    return ptm_model_param(m, full);
-}
-
-static ptm_status new3(ptm_device *dev, int64_t a, int64_t b, int64_t c, ptm_tensor **t)
-{
-    int64_t shape[3] = {a, b, c};
-    return ptm_tensor_new(dev, PTM_F32, 3, shape, t);
-}
-
-static ptm_status view4(ptm_tensor *t, int64_t b, int64_t s, int64_t h, int64_t d, ptm_tensor **out)
-{
-    int64_t shape[4] = {b, s, h, d};
-    return ptm_tensor_reshape(t, 4, shape, out);
-}
-
 /* The work buffers of one forward call. */
 struct run {
     ptm_model *m;
@@ -139,8 +119,8 @@ static ptm_status add_rows(struct run *r, ptm_tensor *x, const ptm_tensor *table
 {
     int64_t n = ptm_tensor_numel(ids);
     ptm_tensor *rows = NULL;
-    ptm_status st = n == r->S ? new3(r->dev, 1, r->S, r->hp.hidden, &rows)
-                              : new3(r->dev, r->B, r->S, r->hp.hidden, &rows);
+    ptm_status st = n == r->S ? pk_new3(r->dev, 1, r->S, r->hp.hidden, &rows)
+                              : pk_new3(r->dev, r->B, r->S, r->hp.hidden, &rows);
     if (st == PTM_OK) {
         st = ptm_op_embedding(rows, table, ids);
     }
@@ -179,12 +159,12 @@ static ptm_status embeddings(struct run *r, const ptm_tensor *ids, const ptm_ten
         TRY(ids_tensor(r->dev, r->S, 1, &made_types));
         types = made_types;
     }
-    TRY(new3(r->dev, r->B, r->S, r->hp.hidden, &x));
-    TRY(ptm_op_embedding(x, P(r->m, pf, "embeddings.word_embeddings.weight", 0), ids));
-    TRY(add_rows(r, x, P(r->m, pf, "embeddings.position_embeddings.weight", 0), pos_ids));
-    TRY(add_rows(r, x, P(r->m, pf, "embeddings.token_type_embeddings.weight", 0), types));
-    TRY(ptm_op_layer_norm(x, x, NULL, P(r->m, pf, "embeddings.LayerNorm.weight", 0),
-                          P(r->m, pf, "embeddings.LayerNorm.bias", 0), (float)r->hp.eps));
+    TRY(pk_new3(r->dev, r->B, r->S, r->hp.hidden, &x));
+    TRY(ptm_op_embedding(x, pk_param_at(r->m, pf, "embeddings.word_embeddings.weight", 0), ids));
+    TRY(add_rows(r, x, pk_param_at(r->m, pf, "embeddings.position_embeddings.weight", 0), pos_ids));
+    TRY(add_rows(r, x, pk_param_at(r->m, pf, "embeddings.token_type_embeddings.weight", 0), types));
+    TRY(ptm_op_layer_norm(x, x, NULL, pk_param_at(r->m, pf, "embeddings.LayerNorm.weight", 0),
+                          pk_param_at(r->m, pf, "embeddings.LayerNorm.bias", 0), (float)r->hp.eps));
 done:
     ptm_tensor_free(t);
     ptm_tensor_free(made_pos);
@@ -197,7 +177,7 @@ done:
     return st;
 }
 
-#define LP(fmt) P(r->m, r->prefix, "encoder.layer.%lld." fmt, (long long)i)
+#define LP(fmt) pk_param_at(r->m, r->prefix, "encoder.layer.%lld." fmt, (long long)i)
 
 /* Attention of layer i: x -> ctx ([B, S, width]); width is hidden unless heads were pruned,
  * in which case the layer gets buffers of its own width. */
@@ -212,7 +192,7 @@ static ptm_status attend(struct run *r, int64_t i, ptm_tensor *x, ptm_tensor **c
     ptm_tensor *own[4] = {NULL, NULL, NULL, NULL};
     if (width != r->hp.hidden) {
         for (int j = 0; j < 4; j++) {
-            TRY(new3(r->dev, r->B, r->S, width, &own[j]));
+            TRY(pk_new3(r->dev, r->B, r->S, width, &own[j]));
         }
         q = own[0], k = own[1], v = own[2], ctx = own[3];
     }
@@ -221,10 +201,10 @@ static ptm_status attend(struct run *r, int64_t i, ptm_tensor *x, ptm_tensor **c
     TRY(ptm_op_matmul(k, x, LP("attention.self.key.weight"), LP("attention.self.key.bias"), lin));
     TRY(ptm_op_matmul(v, x, LP("attention.self.value.weight"), LP("attention.self.value.bias"),
                       lin));
-    TRY(view4(q, r->B, r->S, heads, hd, &q4));
-    TRY(view4(k, r->B, r->S, heads, hd, &k4));
-    TRY(view4(v, r->B, r->S, heads, hd, &v4));
-    TRY(view4(ctx, r->B, r->S, heads, hd, &c4));
+    TRY(pk_view4(q, r->B, r->S, heads, hd, &q4));
+    TRY(pk_view4(k, r->B, r->S, heads, hd, &k4));
+    TRY(pk_view4(v, r->B, r->S, heads, hd, &v4));
+    TRY(pk_view4(ctx, r->B, r->S, heads, hd, &c4));
     struct ptm_attention_opts o = {.struct_size = sizeof o, .key_mask = r->mask};
     TRY(ptm_op_attention(c4, q4, k4, v4, (float)(1.0 / sqrt((double)hd)), &o));
     *ctx_out = ptm_tensor_retain(ctx);
@@ -261,7 +241,7 @@ done:
     return st;
 }
 
-static ptm_status hidden_state(const struct ptm_forward_ctx *ctx, int64_t i, ptm_tensor *x)
+static ptm_status hidden_state_put(const struct ptm_forward_ctx *ctx, int64_t i, ptm_tensor *x)
 {
     char name[48];
     snprintf(name, sizeof name, "hidden_states.%lld", (long long)i);
@@ -298,11 +278,11 @@ static ptm_status run_init(struct run *r, ptm_model *m, const char *prefix,
     int64_t H = r->hp.hidden;
     ptm_tensor **bufs[] = {&r->q, &r->k, &r->v, &r->ctx, &r->h1, &r->tmp};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        if ((st = new3(r->dev, r->B, r->S, H, bufs[i])) != PTM_OK) {
+        if ((st = pk_new3(r->dev, r->B, r->S, H, bufs[i])) != PTM_OK) {
             return st;
         }
     }
-    return new3(r->dev, r->B, r->S, r->hp.inter, &r->inter);
+    return pk_new3(r->dev, r->B, r->S, r->hp.inter, &r->inter);
 }
 
 /* The encoder: "last_hidden_state" (and hidden states) into ctx->outputs; *seq is a new
@@ -319,17 +299,17 @@ static ptm_status encode(ptm_model *m, const char *prefix, const struct ptm_forw
     TRY(embeddings(&r, ids, ptm_tensor_map_get(ctx->inputs, "token_type_ids"),
                    ptm_tensor_map_get(ctx->inputs, "position_ids"), &x));
     if (ctx->output_hidden_states) {
-        TRY(hidden_state(ctx, 0, x));
+        TRY(hidden_state_put(ctx, 0, x));
     }
     for (int64_t i = 0; i < r.hp.layers; i++) {
         if (ctx->output_hidden_states) { /* each layer's output is kept: a fresh tensor */
             ptm_tensor *y = NULL;
-            TRY(new3(r.dev, r.B, r.S, r.hp.hidden, &y));
+            TRY(pk_new3(r.dev, r.B, r.S, r.hp.hidden, &y));
             st = layer(&r, i, x, y);
             ptm_tensor_free(x);
             x = y;
             TRY(st);
-            TRY(hidden_state(ctx, i + 1, x));
+            TRY(hidden_state_put(ctx, i + 1, x));
         } else {
             TRY(layer(&r, i, x, x));
         }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "llama.h"
+#include "pk.h"
 
 static const struct ptm_config_field llama_fields[] = {
     PTM_CONFIG_FIELD("vocab_size", PTM_CFG_INT, 0, "32000", "Vocabulary size"),
@@ -43,49 +44,16 @@ static const struct ptm_config_field llama_fields[] = {
     PTM_CONFIG_FIELD_END,
 };
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        ptm_status st_ = (x);                                                                      \
-        if (st_ != PTM_OK) {                                                                       \
-            return st_;                                                                            \
-        }                                                                                          \
-    } while (0)
-
 /* HF PreTrainedModel._init_weights: Linear and Embedding normal(0, initializer_range),
  * biases zero, the padding row zero, RMSNorm weight 1. */
-struct declarer {
-    ptm_model *m;
-    const char *prefix; /* "" for LlamaModel, "model." for heads */
-    float std;
-};
-
-static ptm_status param(const struct declarer *d, const char *name, int32_t ndim, int64_t a,
-                        int64_t b, int32_t kind, int64_t padding_idx)
-{
-    char full[256];
-    snprintf(full, sizeof full, "%s%s", d->prefix, name);
-    int64_t shape[2] = {a, b};
-    struct ptm_param_init init = {sizeof init, kind, 0.0f, d->std, padding_idx};
-    return ptm_model_declare(d->m, full, ndim, shape, &init);
-}
-
-static ptm_status linear(const struct declarer *d, const char *name, int64_t out, int64_t in,
-                         int has_bias)
-{
-    char w[200], b[200];
-    snprintf(w, sizeof w, "%s.weight", name);
-    snprintf(b, sizeof b, "%s.bias", name);
-    TRY(param(d, w, 2, out, in, PTM_INIT_NORMAL, -1));
-    return has_bias ? param(d, b, 1, out, 0, PTM_INIT_ZEROS, -1) : PTM_OK;
-}
-
 static int flag(const ptm_model *m, const char *key)
 {
     int32_t v = 0;
     return ptm_config_get_bool(ptm_model_config(m), key, &v) == PTM_OK && v;
 }
 
-static ptm_status declare_layer(const struct declarer *d, const struct llama_hparams *hp, int64_t i)
+static ptm_status declare_layer(const struct pk_declarer *d, const struct llama_hparams *hp,
+                                int64_t i)
 {
     char n[160];
     int ab = flag(d->m, "attention_bias"), mb = flag(d->m, "mlp_bias");
@@ -93,62 +61,63 @@ static ptm_status declare_layer(const struct declarer *d, const struct llama_hpa
     static const char *const proj[] = {"q_proj", "k_proj", "v_proj"};
     for (int k = 0; k < 3; k++) {
         snprintf(n, sizeof n, "layers.%lld.self_attn.%s", (long long)i, proj[k]);
-        TRY(linear(d, n, k == 0 ? q : kv, hp->hidden, ab));
+        PK_TRY(pk_linear(d, n, k == 0 ? q : kv, hp->hidden, ab));
     }
     snprintf(n, sizeof n, "layers.%lld.self_attn.o_proj", (long long)i);
-    TRY(linear(d, n, hp->hidden, q, ab));
+    PK_TRY(pk_linear(d, n, hp->hidden, q, ab));
     snprintf(n, sizeof n, "layers.%lld.mlp.gate_proj", (long long)i);
-    TRY(linear(d, n, hp->inter, hp->hidden, mb));
+    PK_TRY(pk_linear(d, n, hp->inter, hp->hidden, mb));
     snprintf(n, sizeof n, "layers.%lld.mlp.up_proj", (long long)i);
-    TRY(linear(d, n, hp->inter, hp->hidden, mb));
+    PK_TRY(pk_linear(d, n, hp->inter, hp->hidden, mb));
     snprintf(n, sizeof n, "layers.%lld.mlp.down_proj", (long long)i);
-    TRY(linear(d, n, hp->hidden, hp->inter, mb));
+    PK_TRY(pk_linear(d, n, hp->hidden, hp->inter, mb));
     snprintf(n, sizeof n, "layers.%lld.input_layernorm.weight", (long long)i);
-    TRY(param(d, n, 1, hp->hidden, 0, PTM_INIT_ONES, -1));
+    PK_TRY(pk_param(d, n, 1, hp->hidden, 0, PTM_INIT_ONES, -1));
     snprintf(n, sizeof n, "layers.%lld.post_attention_layernorm.weight", (long long)i);
-    return param(d, n, 1, hp->hidden, 0, PTM_INIT_ONES, -1);
+    return pk_param(d, n, 1, hp->hidden, 0, PTM_INIT_ONES, -1);
 }
 
 /* LlamaModel's parameters under prefix, in HF's state_dict order. */
-static ptm_status declare_decoder(ptm_model *m, const char *prefix, struct declarer *d,
+static ptm_status declare_decoder(ptm_model *m, const char *prefix, struct pk_declarer *d,
                                   struct llama_hparams *hp)
 {
-    TRY(llama_hparams(m, hp));
+    PK_TRY(llama_hparams(m, hp));
     double std = 0.02;
     if (ptm_config_get_float(ptm_model_config(m), "initializer_range", &std) != PTM_OK) {
         std = 0.02;
     }
-    *d = (struct declarer){m, prefix, (float)std};
-    TRY(param(d, "embed_tokens.weight", 2, hp->vocab, hp->hidden, PTM_INIT_NORMAL, hp->pad_id));
+    *d = (struct pk_declarer){m, prefix, (float)std};
+    PK_TRY(
+        pk_param(d, "embed_tokens.weight", 2, hp->vocab, hp->hidden, PTM_INIT_NORMAL, hp->pad_id));
     for (int64_t i = 0; i < hp->layers; i++) {
-        TRY(declare_layer(d, hp, i));
+        PK_TRY(declare_layer(d, hp, i));
     }
-    TRY(param(d, "norm.weight", 1, hp->hidden, 0, PTM_INIT_ONES, -1));
+    PK_TRY(pk_param(d, "norm.weight", 1, hp->hidden, 0, PTM_INIT_ONES, -1));
     d->prefix = ""; /* head parameters carry no prefix */
     return PTM_OK;
 }
 
 static ptm_status declare_base(ptm_model *m)
 {
-    struct declarer d;
+    struct pk_declarer d;
     struct llama_hparams hp;
     return declare_decoder(m, "", &d, &hp);
 }
 
 static ptm_status declare_causal_lm(ptm_model *m)
 {
-    struct declarer d;
+    struct pk_declarer d;
     struct llama_hparams hp;
-    TRY(declare_decoder(m, "model.", &d, &hp));
-    return linear(&d, "lm_head", hp.vocab, hp.hidden, 0);
+    PK_TRY(declare_decoder(m, "model.", &d, &hp));
+    return pk_linear(&d, "lm_head", hp.vocab, hp.hidden, 0);
 }
 
 static ptm_status declare_seqcls(ptm_model *m)
 {
-    struct declarer d;
+    struct pk_declarer d;
     struct llama_hparams hp;
-    TRY(declare_decoder(m, "model.", &d, &hp));
-    return linear(&d, "score", hp.num_labels, hp.hidden, 0);
+    PK_TRY(declare_decoder(m, "model.", &d, &hp));
+    return pk_linear(&d, "score", hp.num_labels, hp.hidden, 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */

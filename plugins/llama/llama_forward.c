@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "llama.h"
+#include "pk.h"
 
 #define TRY(x)                                                                                     \
     do {                                                                                           \
@@ -99,26 +100,6 @@ ptm_status llama_hparams(const ptm_model *m, struct llama_hparams *hp)
 
 /* A parameter by name with the prefix of this class ("" or "model."); NULL when absent
  * (optional biases). */
-static ptm_tensor *P(const ptm_model *m, const char *prefix, const char *fmt, long long layer)
-{
-    char rel[160], full[200];
-    snprintf(rel, sizeof rel, fmt, layer);
-    snprintf(full, sizeof full, "%s%s", prefix, rel);
-    return ptm_model_param(m, full);
-}
-
-static ptm_status new3(ptm_device *dev, int64_t a, int64_t b, int64_t c, ptm_tensor **t)
-{
-    int64_t shape[3] = {a, b, c};
-    return ptm_tensor_new(dev, PTM_F32, 3, shape, t);
-}
-
-static ptm_status view4(ptm_tensor *t, int64_t b, int64_t s, int64_t h, int64_t d, ptm_tensor **out)
-{
-    int64_t shape[4] = {b, s, h, d};
-    return ptm_tensor_reshape(t, 4, shape, out);
-}
-
 /* dst[b, dst_at:dst_at+len] = src[b, src_at:src_at+len] for every row b (dim 1 is the
  * sequence): one convert per row, since a slice of several rows is not contiguous. */
 static ptm_status copy_seq(ptm_tensor *dst, int64_t dst_at, ptm_tensor *src, int64_t src_at,
@@ -258,14 +239,14 @@ static ptm_status run_init(struct run *r, ptm_model *m, const char *prefix,
         {&r->ctx, qw},       {&r->tmp, hp->hidden}, {&r->gate, hp->inter}, {&r->up, hp->inter},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        if ((st = new3(r->dev, r->B, r->S, bufs[i].width, bufs[i].t)) != PTM_OK) {
+        if ((st = pk_new3(r->dev, r->B, r->S, bufs[i].width, bufs[i].t)) != PTM_OK) {
             return st;
         }
     }
     return PTM_OK;
 }
 
-#define LP(fmt) P(r->m, r->prefix, "layers.%lld." fmt, (long long)i)
+#define LP(fmt) pk_param_at(r->m, r->prefix, "layers.%lld." fmt, (long long)i)
 
 /* Keys and values to attend over: this call's own, or the cache's first past + S after
  * writing this call's into it. *k4 and *v4 are new references. */
@@ -305,10 +286,10 @@ static ptm_status attend(struct run *r, int64_t i)
     TRY(ptm_op_matmul(r->q, r->h, LP("self_attn.q_proj.weight"), LP("self_attn.q_proj.bias"), lin));
     TRY(ptm_op_matmul(r->k, r->h, LP("self_attn.k_proj.weight"), LP("self_attn.k_proj.bias"), lin));
     TRY(ptm_op_matmul(r->v, r->h, LP("self_attn.v_proj.weight"), LP("self_attn.v_proj.bias"), lin));
-    TRY(view4(r->q, r->B, r->S, hp->heads, hp->head_dim, &q4));
-    TRY(view4(r->k, r->B, r->S, hp->kv_heads, hp->head_dim, &k4));
-    TRY(view4(r->v, r->B, r->S, hp->kv_heads, hp->head_dim, &v4));
-    TRY(view4(r->ctx, r->B, r->S, hp->heads, hp->head_dim, &c4));
+    TRY(pk_view4(r->q, r->B, r->S, hp->heads, hp->head_dim, &q4));
+    TRY(pk_view4(r->k, r->B, r->S, hp->kv_heads, hp->head_dim, &k4));
+    TRY(pk_view4(r->v, r->B, r->S, hp->kv_heads, hp->head_dim, &v4));
+    TRY(pk_view4(r->ctx, r->B, r->S, hp->heads, hp->head_dim, &c4));
     TRY(ptm_op_rope(q4, r->pos, r->inv_freq, r->attn_factor, (int32_t)r->rot, 1));
     TRY(ptm_op_rope(k4, r->pos, r->inv_freq, r->attn_factor, (int32_t)r->rot, 1));
     TRY(kv_for_attention(r, i, k4, v4, &ka, &va));
@@ -375,16 +356,16 @@ static ptm_status decode(ptm_model *m, const char *prefix, const struct ptm_forw
     ptm_status st;
     *seq = NULL;
     TRY(run_init(&r, m, prefix, ctx, &ids));
-    TRY(new3(r.dev, r.B, r.S, r.hp.hidden, &x));
-    TRY(ptm_op_embedding(x, P(m, prefix, "embed_tokens.weight", 0), ids));
+    TRY(pk_new3(r.dev, r.B, r.S, r.hp.hidden, &x));
+    TRY(ptm_op_embedding(x, pk_param_at(m, prefix, "embed_tokens.weight", 0), ids));
     for (int64_t i = 0; i < r.hp.layers; i++) {
         if (ctx->output_hidden_states) {
             TRY(hidden_state(ctx, i, x));
         }
         TRY(layer(&r, i, x));
     }
-    TRY(new3(r.dev, r.B, r.S, r.hp.hidden, &out));
-    TRY(ptm_op_rms_norm(out, x, NULL, P(m, prefix, "norm.weight", 0), (float)r.hp.eps));
+    TRY(pk_new3(r.dev, r.B, r.S, r.hp.hidden, &out));
+    TRY(ptm_op_rms_norm(out, x, NULL, pk_param_at(m, prefix, "norm.weight", 0), (float)r.hp.eps));
     if (ctx->output_hidden_states) { /* HF: the last entry is the normed output */
         TRY(hidden_state(ctx, r.hp.layers, out));
     }
@@ -412,8 +393,8 @@ ptm_status llama_forward_base(ptm_model *m, const struct ptm_forward_ctx *ctx)
 static ptm_status project(const ptm_model *m, ptm_tensor *h, const char *weight, ptm_tensor **out)
 {
     ptm_tensor *w = ptm_model_param(m, weight);
-    ptm_status st = new3(ptm_model_device(m), ptm_tensor_dim(h, 0), ptm_tensor_dim(h, 1),
-                         ptm_tensor_dim(w, 0), out);
+    ptm_status st = pk_new3(ptm_model_device(m), ptm_tensor_dim(h, 0), ptm_tensor_dim(h, 1),
+                            ptm_tensor_dim(w, 0), out);
     if (st == PTM_OK) {
         st = ptm_op_matmul(*out, h, w, NULL, PTM_MM_TRANS_B);
     }
@@ -428,7 +409,8 @@ ptm_status llama_forward_causal_lm(ptm_model *m, const struct ptm_forward_ctx *c
     int64_t S = ptm_tensor_dim(seq, 1);
     int64_t keep = PTM_HAS(ctx, struct ptm_forward_ctx, logits_to_keep) ? ctx->logits_to_keep : 0;
     if (keep > 0 && keep < S) { /* HF logits_to_keep: only the last positions */
-        TRY(new3(ptm_model_device(m), ptm_tensor_dim(seq, 0), keep, ptm_tensor_dim(seq, 2), &last));
+        TRY(pk_new3(ptm_model_device(m), ptm_tensor_dim(seq, 0), keep, ptm_tensor_dim(seq, 2),
+                    &last));
         TRY(copy_seq(last, 0, seq, S - keep, keep));
     } else {
         last = ptm_tensor_retain(seq);
