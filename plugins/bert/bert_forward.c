@@ -7,6 +7,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bert.h"
@@ -99,17 +100,20 @@ static void run_free(struct run *r)
     }
 }
 
-/* ids 0..n-1 (positions) or all zeros (token types), as an I32 [n] tensor. */
+/* ids 0..n-1 (positions) or all zeros (token types), as an I32 [n] tensor. Filled on the host
+ * and copied, so devices the host cannot address (OpenCL, CUDA) work too. */
 static ptm_status ids_tensor(ptm_device *dev, int64_t n, int zeros, ptm_tensor **out)
 {
-    ptm_status st = ptm_tensor_new(dev, PTM_I32, 1, &n, out);
-    int32_t *p = st == PTM_OK ? ptm_tensor_data(*out) : NULL;
-    if (st == PTM_OK && p == NULL) {
-        st = ptm_error_set(PTM_E_UNSUPPORTED, "bert: device is not host-addressable");
+    int32_t *p = malloc((size_t)n * sizeof *p + 1);
+    if (p == NULL) {
+        *out = NULL;
+        return ptm_error_set(PTM_E_NOMEM, "bert: out of memory");
     }
-    for (int64_t i = 0; p != NULL && i < n; i++) {
+    for (int64_t i = 0; i < n; i++) {
         p[i] = zeros ? 0 : (int32_t)i;
     }
+    ptm_status st = ptm_tensor_from_host(dev, PTM_I32, 1, &n, p, out);
+    free(p);
     return st;
 }
 
