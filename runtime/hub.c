@@ -109,8 +109,8 @@ static void find_token(struct ptm__hub *h, const char *given)
     }
 }
 
-static ptm_status hub_init(struct ptm__hub *h, const char *repo_id, const char *revision,
-                           const char *token, int local_files_only)
+ptm_status ptm__hub_init(struct ptm__hub *h, const char *repo_id, const char *revision,
+                         const char *token, int local_files_only)
 {
     memset(h, 0, sizeof *h);
     if (repo_id == NULL || !ptm__hub_valid_repo_id(repo_id)) {
@@ -445,8 +445,8 @@ static ptm_status run(const char *repo_id, const struct ptm_hub_opts *o, int who
     }
     h->soft_only = soft;
     int lfo = o && PTM_HAS(o, struct ptm_hub_opts, local_files_only) ? o->local_files_only : 0;
-    ptm_status st = hub_init(h, repo_id, o ? o->revision : NULL, o ? o->token : NULL, lfo);
-    h->soft_only = soft; /* hub_init cleared it */
+    ptm_status st = ptm__hub_init(h, repo_id, o ? o->revision : NULL, o ? o->token : NULL, lfo);
+    h->soft_only = soft; /* ptm__hub_init cleared it */
     if (st == PTM_OK) {
         st = offline_commit(h);
     }

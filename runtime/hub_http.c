@@ -32,6 +32,15 @@ static void curl_init_once(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+void ptm__hub_pause(const struct ptm__hub *h, int tries)
+{
+    long ms = ptm__hub_backoff_ms(h, tries);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        /* interrupted by a signal: sleep the rest */
+    }
+}
+
 long long ptm__hub_now_ms(void)
 {
     struct timespec ts;
@@ -311,17 +320,9 @@ static size_t discard(char *p, size_t size, size_t n, void *user)
     return size * n;
 }
 
-/* One request with retries; follows same-host relative redirects when follow_relative,
- * every redirect when follow_all. body (may be NULL) collects the response. */
-struct text_buf {
-    char *p;
-    size_t n, cap;
-    int oom;
-};
-
-static size_t collect(char *p, size_t size, size_t n, void *user)
+size_t ptm__hub_collect(char *p, size_t size, size_t n, void *user)
 {
-    struct text_buf *b = user;
+    struct ptm__hub_text *b = user;
     size_t k = size * n;
     if (b->n + k + 1 > b->cap) {
         size_t cap = (b->n + k + 1) * 2;
@@ -339,9 +340,11 @@ static size_t collect(char *p, size_t size, size_t n, void *user)
     return k;
 }
 
+/* One request with retries; follows same-host relative redirects, every redirect when
+ * follow_all. body (may be NULL) collects the response. */
 static ptm_status request(struct ptm__hub *h, const char *url0, int head, int follow_all,
                           struct ptm__hub_resp *r, char *final_url, size_t cap,
-                          struct text_buf *body)
+                          struct ptm__hub_text *body)
 {
     char url[2048], next[2048];
     snprintf(url, sizeof url, "%s", url0);
@@ -352,7 +355,7 @@ static ptm_status request(struct ptm__hub *h, const char *url0, int head, int fo
             return ptm__fail(PTM_E_NOMEM, "%s: out of memory", url);
         }
         curl_easy_setopt(e, CURLOPT_NOBODY, head ? 1L : 0L);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, body ? collect : discard);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, body ? ptm__hub_collect : discard);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)body);
         if (body != NULL) {
             body->n = 0;
@@ -372,11 +375,7 @@ static ptm_status request(struct ptm__hub *h, const char *url0, int head, int fo
             continue;
         }
         if (ptm__hub_retryable(rc, r->status) && tries < h->max_tries) {
-            long ms = ptm__hub_backoff_ms(h, tries++);
-            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-                /* interrupted by a signal: sleep the rest */
-            }
+            ptm__hub_pause(h, tries++);
             continue;
         }
         if (rc != CURLE_OK) {
@@ -450,7 +449,7 @@ ptm_status ptm__hub_head(struct ptm__hub *h, const char *path, struct ptm__hub_f
 ptm_status ptm__hub_get_text(struct ptm__hub *h, const char *url, char **out)
 {
     struct ptm__hub_resp r;
-    struct text_buf b = {0};
+    struct ptm__hub_text b = {0};
     char final[2048];
     *out = NULL;
     ptm_status st = request(h, url, 0, 1, &r, final, sizeof final, &b);

@@ -2,9 +2,12 @@
  * model_save.c - save_pretrained: the weights through the safetensors writer (single file
  * or shards with an index, crash-atomic) and config.json (the diff from defaults, as HF
  * writes it, with architectures set to the model's class). A weight tied to another is
- * stored once, under the source's name, as HF does.
+ * stored once, under the source's name, as HF does. push_to_hub is save_pretrained into a
+ * temporary folder followed by ptm_hub_push (hub_push.c).
  */
 #include <errno.h>
+#include <ftw.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +17,7 @@
 #include "atomic_file.h"
 #include "error.h"
 #include "half.h"
+#include "log.h"
 #include "model.h"
 #include "ptm/ptm_generate.h"
 #include "tensor.h"
@@ -242,5 +246,42 @@ ptm_status ptm_model_save(const ptm_model *m, const char *dir, const struct ptm_
     }
     ptm__free(copies);
     ptm__free(entries);
+    return st;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+ptm_status ptm_model_push_to_hub(const ptm_model *m, const char *repo_id,
+                                 const struct ptm_save_opts *save,
+                                 const struct ptm_hub_push_opts *push, char **commit_url)
+{
+    ptm__error_clear();
+    if (commit_url != NULL) {
+        *commit_url = NULL;
+    }
+    if (m == NULL || repo_id == NULL) {
+        return ptm__fail(PTM_E_INVAL, "ptm_model_push_to_hub: NULL argument");
+    }
+    const char *base = getenv("TMPDIR");
+    char dir[PATH_MAX];
+    int n = snprintf(dir, sizeof dir, "%s/ptm_push_XXXXXX", base && base[0] ? base : "/tmp");
+    if (n < 0 || (size_t)n >= sizeof dir || mkdtemp(dir) == NULL) {
+        return ptm__fail(PTM_E_IO, "%s: cannot create a temporary directory: %s", dir,
+                         strerror(errno));
+    }
+    /* Both calls clear the error first; a failure of save leaves its message for the caller. */
+    ptm_status st = ptm_model_save(m, dir, save);
+    if (st == PTM_OK) {
+        st = ptm_hub_push(dir, repo_id, push, commit_url);
+    }
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+        PTM_WARN("save: %s: could not remove the temporary folder after pushing", dir);
+    }
     return st;
 }

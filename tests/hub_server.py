@@ -17,6 +17,22 @@ What it implements of the Hub (huggingface_hub's file_download.py reads these):
     RepoNotFound / RevisionNotFound / EntryNotFound (the last with X-Repo-Commit).
   GET /cdn/{repo}/{commit}/{path} on the CDN port: the bytes, with Range support.
   GET /api/models/{repo}/revision/{rev}: {"id", "sha", "siblings": [{"rfilename"}]}.
+  GET /api/models/{repo}/tree/{rev}?recursive=true: [{"type", "path", "size", "oid", "lfs"}]
+    (one page), which snapshot_download lists.
+Upload side (huggingface_hub's hf_api.py, _commit_api.py and lfs.py use these), all on the
+hub port unless said, each needing "Authorization: Bearer hf_write_test" (fault write_token
+changes it): none gives 401, another token 403 (read-only):
+  POST /api/repos/create {"name", "organization", "private"}: 200 {"url"}, 409 if it exists.
+  POST /api/models/{repo}/preupload/{rev} {"files": [{path, sample, size}]}: *.safetensors
+    and samples with a NUL byte are "lfs", others "regular".
+  POST /{repo}.git/info/lfs/objects/batch: objects the repo holds get no actions; others an
+    upload href on the CDN port (host "localhost", a presigned-style ?ticket= query, and an
+    X-Upload-Ticket header) and a verify href here.
+  PUT /upload/{repo}/{oid}?ticket=... (CDN port): the body must hash to oid; kept until
+    verified. POST /{repo}.git/info/lfs/objects/verify {"oid", "size"}: 422 on a mismatch.
+  POST /api/models/{repo}/commit/{rev} (ndjson: header, file, lfsFile lines): writes the files
+    into ROOT/{repo}/{rev}, gives the branch a new commit (kept in .commit), answers
+    {"commitUrl", "commitOid"}; the GET endpoints above then serve it.
 Control (hub port): GET /_ctl/set?key=value&... sets faults (below), /_ctl/log returns the
 requests seen (role, method, path, headers) as JSON, /_ctl/count?role=&method=&path=&header= counts the logged requests
 matching all given (path: a substring; header: present), /_ctl/reset clears faults and log,
@@ -24,9 +40,13 @@ matching all given (path: a substring; header: present), /_ctl/reset clears faul
 file bodies stop half way, connection closed), reset=N (same, with a TCP reset),
 badsha=1 (LFS bodies have one byte flipped), slow_ms=N (delay each response), stall=N
 (the next N requests wait 3 s before answering),
-private=REPO or gated=REPO with token=T (401 / 403 GatedRepo unless "Bearer T").
+private=REPO or gated=REPO with token=T (401 / 403 GatedRepo unless "Bearer T"),
+upload500=N (next N LFS PUTs get 500), commit500=N (next N commits get 500), batch_error=N (the next N
+batch objects carry an "error"), corrupt_upload=N (next N PUTs are stored with a byte
+flipped, so verify answers 422), write_token=T.
 The process exits on its own after --timeout seconds (default 120).
 """
+import base64
 import hashlib
 import http.server
 import json
@@ -117,6 +137,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.serve_cdn(repo, commit, file, head)
         if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
             return self.api(f"{parts[2]}/{parts[3]}", parts[5], head)
+        if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "tree":
+            return self.tree(f"{parts[2]}/{parts[3]}", parts[5], head)
         if len(parts) >= 5 and parts[2] == "resolve":
             return self.resolve(f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), head)
         return self.send(404, body=b"not found", head=head)
@@ -154,9 +176,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """(revision dir, commit) for a branch name or a commit, or None."""
         base = os.path.join(self.root, repo)
         for name in sorted(os.listdir(base)):
-            if name == rev or commit_of(repo, name) == rev:
-                return os.path.join(base, name), commit_of(repo, name)
+            commit = self.branch_commit(repo, name)
+            if name == rev or commit == rev:
+                return os.path.join(base, name), commit
         return None
+
+    def branch_commit(self, repo, name):
+        """A branch's commit: the last pushed one (.commit), else the fixed one."""
+        try:
+            with open(os.path.join(self.root, repo, name, ".commit")) as f:
+                return f.read().strip()
+        except OSError:
+            return commit_of(repo, name)
 
     def auth_fails(self, repo, head):
         f = STATE["faults"]
@@ -254,6 +285,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         files = []
         for dirpath, _, names in os.walk(rdir):
             for n in names:
+                if n.startswith("."):
+                    continue
                 files.append(os.path.relpath(os.path.join(dirpath, n), rdir).replace(os.sep, "/"))
         extra = STATE["faults"].get("extra_sibling")
         if extra:
@@ -261,6 +294,227 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = json.dumps({"id": repo, "sha": commit,
                            "siblings": [{"rfilename": f} for f in sorted(files)]}).encode()
         self.send(200, {"Content-Type": "application/json"}, body, head)
+
+
+    # --- upload side (huggingface_hub's hf_api.py / _commit_api.py / lfs.py call these) ---
+
+    def do_POST(self):
+        self.dispatch_write()
+
+    def do_PUT(self):
+        self.dispatch_write()
+
+    def read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = b""
+            while True:
+                n = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if n == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return out
+                out += self.rfile.read(n)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def json_reply(self, code, obj, ctype="application/json"):
+        self.send(code, {"Content-Type": ctype}, json.dumps(obj).encode())
+
+    def dispatch_write(self):
+        self.record()
+        body = self.read_body()
+        path = urllib.parse.urlsplit(self.path)
+        parts = [urllib.parse.unquote(p) for p in path.path.split("/")[1:]]
+        if take("fail500"):
+            return self.send(500, {"Content-Type": "text/plain"}, b"injected failure")
+        if self.role == "cdn":
+            if self.command == "PUT" and len(parts) == 4 and parts[0] == "upload":
+                return self.lfs_put("/".join(parts[1:3]), parts[3], body)
+            return self.send(404, body=b"no such upload")
+        if self.command != "POST":
+            return self.send(405, body=b"method not allowed")
+        if parts == ["api", "repos", "create"]:
+            return self.create_repo(json.loads(body))
+        if len(parts) >= 6 and parts[:2] == ["api", "models"] and parts[4] in ("preupload",
+                                                                               "commit"):
+            repo, rev = f"{parts[2]}/{parts[3]}", "/".join(parts[5:])
+            if parts[4] == "preupload":
+                return self.preupload(repo, rev, json.loads(body))
+            return self.commit(repo, rev, body)
+        if len(parts) == 6 and parts[1].endswith(".git") and parts[2:4] == ["info", "lfs"]:
+            repo = f"{parts[0]}/{parts[1][:-4]}"
+            if parts[4:] == ["objects", "batch"]:
+                return self.lfs_batch(repo, json.loads(body))
+            if parts[4:] == ["objects", "verify"]:
+                return self.lfs_verify(repo, json.loads(body))
+        return self.send(404, body=b"not found")
+
+    def write_denied(self, repo):
+        """401 without a token, 403 unless it is the write token (fault write_token, default
+        hf_write_test)."""
+        auth = self.headers.get("Authorization")
+        if not auth:
+            self.error(401, "Unauthorized", "Invalid credentials in Authorization header")
+            return True
+        if auth != "Bearer " + STATE["faults"].get("write_token", "hf_write_test"):
+            self.error(403, "Forbidden", f"You don't have the rights to create a model under the "
+                       f"namespace \"{repo.split('/')[0]}\". Make sure your token has the `write` "
+                       "role")
+            return True
+        return False
+
+    def write_target(self, repo, rev):
+        """The branch folder of repo, or None after answering 401/403/404."""
+        if self.write_denied(repo):
+            return None
+        if not os.path.isdir(os.path.join(self.root, repo)):
+            self.error(404, "RepoNotFound", f"Repository not found: {repo}")
+            return None
+        d = os.path.join(self.root, repo, rev)
+        if "/" in rev or rev.startswith(".") or not os.path.isdir(d):
+            self.error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            return None
+        return d
+
+    def create_repo(self, req):
+        name = req.get("name", "")
+        repo = f"{req['organization']}/{name}" if req.get("organization") else name
+        if "/" not in repo:
+            repo = "user/" + repo
+        if self.write_denied(repo):
+            return
+        d = os.path.join(self.root, repo)
+        url = f"http://{self.headers.get('Host')}/{repo}"
+        if os.path.isdir(d):
+            return self.error(409, "Conflict", "You already created this model repo",
+                              {"Content-Type": "application/json"})
+        os.makedirs(os.path.join(d, "main"))
+        with LOCK:
+            STATE.setdefault("private", {})[repo] = bool(req.get("private"))
+        return self.json_reply(200, {"url": url, "name": repo})
+
+    def preupload(self, repo, rev, req):
+        if self.write_target(repo, rev) is None:
+            return
+        out = []
+        for f in req.get("files", []):
+            sample = base64.b64decode(f.get("sample", ""))
+            lfs = f["path"].endswith(".safetensors") or b"\0" in sample
+            out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular",
+                        "shouldIgnore": False})
+        return self.json_reply(200, {"files": out, "commitOid": self.branch_commit(repo, rev)})
+
+    def lfs_path(self, repo, oid, part=False):
+        """Where repo's LFS object oid is kept (".part" until verified)."""
+        d = os.path.join(self.root, ".lfs", repo)
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, oid + (".part" if part else ""))
+
+    def lfs_batch(self, repo, req):
+        if self.write_target(repo, "main") is None:
+            return
+        host, objs = self.headers.get("Host"), []
+        for o in req.get("objects", []):
+            oid, size = o["oid"], int(o["size"])
+            entry = {"oid": oid, "size": size, "authenticated": True}
+            if take("batch_error"):
+                entry["error"] = {"code": 422, "message": "object too large for this repo"}
+            elif not os.path.isfile(self.lfs_path(repo, oid)):
+                entry["actions"] = {
+                    "upload": {"href": f"http://localhost:{self.cdn_port}/upload/{repo}/{oid}"
+                                       f"?ticket=t-{oid[:12]}",
+                               "header": {"X-Upload-Ticket": "ticket-" + oid[:12]}},
+                    "verify": {"href": f"http://{host}/{repo}.git/info/lfs/objects/verify",
+                               "header": {"X-Verify-Ticket": "verify-" + oid[:12]}}}
+            objs.append(entry)
+        return self.json_reply(200, {"transfer": "basic", "objects": objs},
+                               "application/vnd.git-lfs+json")
+
+    def lfs_put(self, repo, oid, data):
+        if take("upload500"):
+            return self.send(500, {"Content-Type": "text/plain"}, b"injected upload failure")
+        # Like a presigned storage URL, the href carries its own credentials (huggingface_hub
+        # sends no header with a single-part upload; ptm sends the batch's, as Git LFS says).
+        if not oid.isalnum() or urllib.parse.urlsplit(self.path).query != f"ticket=t-{oid[:12]}":
+            return self.send(403, body=b"no upload ticket")
+        if take("corrupt_upload") and data:
+            data = bytes([data[0] ^ 0xFF]) + data[1:]  # stored as is: verify must catch it
+        elif hashlib.sha256(data).hexdigest() != oid:
+            return self.send(400, body=b"body does not match the oid")
+        with open(self.lfs_path(repo, oid, part=True), "wb") as f:
+            f.write(data)
+        return self.send(200)
+
+    def lfs_verify(self, repo, req):
+        if self.write_denied(repo):
+            return
+        oid = req.get("oid", "")
+        part = self.lfs_path(repo, oid if oid.isalnum() else "x", part=True)
+        data = open(part, "rb").read() if os.path.isfile(part) else None
+        if data is None or hashlib.sha256(data).hexdigest() != oid or len(data) != req.get("size"):
+            if data is not None:
+                os.remove(part)
+            return self.error(422, "VerifyFailed", f"object {oid} does not match its oid or size")
+        os.replace(part, self.lfs_path(repo, oid))
+        return self.json_reply(200, {"ok": True})
+
+    def commit(self, repo, rev, body):
+        d = self.write_target(repo, rev)
+        if d is None:
+            return
+        if take("commit500"):  # as if it failed after applying: a client must not retry
+            return self.send(500, {"Content-Type": "text/plain"}, b"injected commit failure")
+        lines = [json.loads(x) for x in body.decode().splitlines() if x.strip()]
+        if not lines or lines[0].get("key") != "header":
+            return self.error(400, "BadRequest", "the first ndjson line must be the header")
+        files = {}
+        for x in lines[1:]:
+            v = x["value"]
+            if ".." in v["path"].split("/") or v["path"].startswith("/"):
+                return self.error(400, "BadRequest", f"bad path {v['path']}")
+            if x["key"] == "file":
+                files[v["path"]] = base64.b64decode(v["content"])
+            elif x["key"] == "lfsFile":
+                blob = self.lfs_path(repo, v["oid"])
+                if v.get("algo") != "sha256" or not os.path.isfile(blob):
+                    return self.error(400, "BadRequest", f"lfs object {v['oid']} not uploaded")
+                files[v["path"]] = open(blob, "rb").read()
+            else:
+                return self.error(400, "BadRequest", f"unknown key {x['key']}")
+        with LOCK:
+            for path, data in files.items():
+                full = os.path.join(d, path)
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                with open(full, "wb") as f:
+                    f.write(data)
+            oid = hashlib.sha1(f"{repo}@{rev}@{time.time()}@{body[:64]}".encode()).hexdigest()
+            with open(os.path.join(d, ".commit"), "w") as f:
+                f.write(oid)
+        url = f"http://{self.headers.get('Host')}/{repo}/commit/{oid}"
+        return self.json_reply(200, {"commitUrl": url, "commitOid": oid, "pullRequestUrl": None,
+                                     "summary": lines[0]["value"].get("summary", "")})
+
+    def tree(self, repo, rev, head):
+        """GET /api/models/{repo}/tree/{rev}?recursive=true, as snapshot_download lists a repo
+        (files only, one page)."""
+        found = self.repo_and_rev(repo, rev, head)
+        if found is None:
+            return
+        out = []
+        for dirpath, _, names in os.walk(found[0]):
+            for n in sorted(names):
+                if n.startswith("."):
+                    continue
+                full = os.path.join(dirpath, n)
+                data = open(full, "rb").read()
+                entry = {"type": "file", "oid": git_blob_sha1(data), "size": len(data),
+                         "path": os.path.relpath(full, found[0]).replace(os.sep, "/")}
+                if n.endswith(".safetensors"):
+                    entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data),
+                                    "pointerSize": 134}
+                out.append(entry)
+        self.send(200, {"Content-Type": "application/json"}, json.dumps(out).encode(), head)
+
 
 
 class Server(http.server.ThreadingHTTPServer):

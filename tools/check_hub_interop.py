@@ -7,6 +7,10 @@ Starts tests/hub_server.py (a local Hub stand-in on 127.0.0.1), then:
      scan_cache_dir() sees the same repos and sizes as `ptm scan-cache --json`.
   2. huggingface_hub downloads a repo from the same server; ptm loads it offline
      (HF_HUB_OFFLINE=1 `ptm info`, `ptm download --local-files-only`).
+  3. Uploads: `ptm push` a saved model, huggingface_hub's snapshot_download reads it back;
+     HfApi.upload_folder (LFS path: HF_HUB_DISABLE_XET=1, the server speaks no Xet) pushes
+     the same folder, `ptm download` reads it back; the server's log shows which endpoints
+     each client used.
 Needs `pip install huggingface_hub` (comes with transformers). Usage:
   python3 tools/check_hub_interop.py [path/to/ptm]      (default build/bin/ptm)
 Prints one line per check and "interop: ok" or exits non-zero naming the failure.
@@ -55,7 +59,7 @@ def main():
 def run(binary, tmp, repos, endpoint):
     cache1, cache2 = os.path.join(tmp, "cache1"), os.path.join(tmp, "cache2")
     env = dict(os.environ, HF_ENDPOINT=endpoint, HF_HUB_CACHE=cache1, HF_HOME=os.path.join(tmp, "h"),
-               HF_HUB_DISABLE_TELEMETRY="1", PTM_LOG="error")
+               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1", PTM_LOG="error")
     env.pop("HF_TOKEN", None)
     env.pop("HF_HUB_OFFLINE", None)
     # huggingface_hub reads its constants at import time: set the environment first.
@@ -108,6 +112,61 @@ def run(binary, tmp, repos, endpoint):
                        "model.safetensors")
     check(rc != 0 and "model.safetensors" in err and "offline" in err,
           f"offline, v2 lacks model.safetensors in the cache: ptm says so ({err})")
+
+    check_uploads(binary, tmp, env, endpoint)
+
+
+def same_tree(a, b):
+    """The relative paths of the files under a and under b, and whether their bytes agree."""
+    fa = sorted(os.path.relpath(os.path.join(d, f), a) for d, _, fs in os.walk(a) for f in fs)
+    fb = sorted(os.path.relpath(os.path.join(d, f), b) for d, _, fs in os.walk(b) for f in fs)
+    return fa, fa == fb and all(filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False)
+                                for f in fa)
+
+
+def endpoints_used(endpoint, since):
+    """How many requests the server logged, and the distinct "role method path" of those after
+    the first since."""
+    import urllib.request
+    log = json.load(urllib.request.urlopen(f"{endpoint}/_ctl/log"))
+    return len(log), sorted({f"{e['role']} {e['method']} {e['path'].split('?')[0]}"
+                             for e in log[since:]})
+
+
+def check_uploads(binary, tmp, env, endpoint):
+    import huggingface_hub as hh
+    saved = os.path.join(tmp, "saved")
+    rc, out, err = ptm(binary, env, "save", os.path.join(ROOT, "tests", "fixtures", "bert-tiny"),
+                       saved)
+    check(rc == 0, f"ptm save bert-tiny {err}")
+    wenv = dict(env, HF_TOKEN="hf_write_test")
+    # 3a. ptm pushes, huggingface_hub downloads.
+    n0, _ = endpoints_used(endpoint, 0)
+    rc, out, err = ptm(binary, wenv, "push", saved, "carol/from-ptm", "--message", "from ptm")
+    check(rc == 0 and "/carol/from-ptm/commit/" in out, f"ptm push -> {out or err}")
+    n1, used = endpoints_used(endpoint, n0)
+    print("     ptm push used: " + "; ".join(used))
+    snap = hh.snapshot_download("carol/from-ptm", cache_dir=os.path.join(tmp, "cache3"))
+    files, same = same_tree(saved, snap)
+    check(same, f"snapshot_download(carol/from-ptm) gives back ptm's files {files}")
+    # 3b. huggingface_hub pushes, ptm downloads.
+    n1, _ = endpoints_used(endpoint, 0)
+    api = hh.HfApi(endpoint=endpoint, token="hf_write_test")
+    api.create_repo("carol/from-hf", exist_ok=True)
+    info = api.upload_folder(folder_path=saved, repo_id="carol/from-hf", commit_message="from hf")
+    check("/carol/from-hf/commit/" in info.commit_url, f"HfApi.upload_folder -> {info.commit_url}")
+    _, used = endpoints_used(endpoint, n1)
+    print("     upload_folder used: " + "; ".join(used))
+    rc, out, err = ptm(binary, dict(env, HF_HUB_CACHE=os.path.join(tmp, "cache4")), "download",
+                       "carol/from-hf")
+    files, same = rc == 0 and same_tree(saved, out) or ([], False)
+    check(same, f"ptm download carol/from-hf gives back upload_folder's files {files} {err}")
+    # 3c. ptm pushes the same files again onto huggingface_hub's commit: no LFS bytes move.
+    n2, _ = endpoints_used(endpoint, 0)
+    rc, out, err = ptm(binary, wenv, "push", saved, "carol/from-hf")
+    _, used = endpoints_used(endpoint, n2)
+    check(rc == 0 and not any(u.startswith("cdn PUT") for u in used),
+          f"ptm push onto upload_folder's objects uploads no LFS bytes ({out or err})")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ int cli_wants_help(int argc, char **argv);
 void cli_print_help(const struct cli_command *c);
 
 extern const struct cli_command cli_cmd_plugins;
+extern const struct cli_command cli_cmd_push;
 extern const struct cli_command cli_cmd_download;
 extern const struct cli_command cli_cmd_scan_cache;
 extern const struct cli_command cli_cmd_embed;

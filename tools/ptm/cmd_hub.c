@@ -1,6 +1,7 @@
 /*
  * cmd_hub.c - the Hub commands: `ptm download REPO` (ptm_hub_download into the shared
- * Hugging Face cache; prints the snapshot directory) and `ptm scan-cache` (what the cache
+ * Hugging Face cache; prints the snapshot directory), `ptm push DIR REPO` (ptm_hub_push: one
+ * commit of a saved model folder; prints the commit URL) and `ptm scan-cache` (what the cache
  * holds: repos, revisions, sizes, last modified, as `huggingface-cli scan-cache` reports).
  * scan-cache only reads the directory tree; the layout is described in runtime/hub_cache.c.
  */
@@ -72,6 +73,53 @@ const struct cli_command cli_cmd_download = {
     "~/.cache/huggingface/hub) and prints the snapshot directory. HF_ENDPOINT, HF_TOKEN and\n"
     "HF_HUB_OFFLINE are honoured.",
     download_run};
+
+/* --- push -------------------------------------------------------------------------------- */
+
+static int push_run(int argc, char **argv)
+{
+    const char *dir = NULL, *repo = NULL;
+    struct ptm_hub_push_opts o = {.struct_size = sizeof o};
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--revision") && v != NULL) {
+            o.revision = argv[++i];
+        } else if (!strcmp(argv[i], "--message") && v != NULL) {
+            o.commit_message = argv[++i];
+        } else if (!strcmp(argv[i], "--private")) {
+            o.private_repo = 1;
+        } else if (argv[i][0] != '-' && dir == NULL) {
+            dir = argv[i];
+        } else if (argv[i][0] != '-' && repo == NULL) {
+            repo = argv[i];
+        } else {
+            fprintf(stderr, "ptm push: bad argument \"%s\" (see ptm push --help)\n", argv[i]);
+            return CLI_USAGE;
+        }
+    }
+    if (repo == NULL) {
+        fprintf(stderr, "ptm push: expected DIR and REPO (see ptm push --help)\n");
+        return CLI_USAGE;
+    }
+    char *url = NULL;
+    ptm_status st = ptm_hub_push(dir, repo, &o, &url);
+    if (st != PTM_OK) {
+        return cli_fail("push", st);
+    }
+    printf("%s\n", url);
+    ptm_free(url);
+    return CLI_OK;
+}
+
+const struct cli_command cli_cmd_push = {
+    "push", "upload a saved model folder to a Hub repo",
+    "DIR REPO [--private] [--message M] [--revision BRANCH]\n\n"
+    "Uploads every file under DIR (as written by `ptm save`; hidden, *.tmp* and *.incomplete\n"
+    "files are skipped) to REPO in one commit on BRANCH (default main), creating the repo\n"
+    "(private with --private) when it does not exist, and prints the commit URL. Weights go\n"
+    "through Git LFS; files the Hub already holds are not sent again. Needs a write token in\n"
+    "HF_TOKEN or $HF_HOME/token; HF_ENDPOINT is honoured.",
+    push_run};
 
 /* --- scan-cache --------------------------------------------------------------------------- */
 

@@ -7,8 +7,8 @@
 #include "cli.h"
 
 static const struct cli_command *const commands[] = {
-    &cli_cmd_download, &cli_cmd_embed, &cli_cmd_forward,    &cli_cmd_generate, &cli_cmd_info,
-    &cli_cmd_plugins,  &cli_cmd_save,  &cli_cmd_scan_cache, &cli_cmd_tokenize,
+    &cli_cmd_download, &cli_cmd_embed, &cli_cmd_forward, &cli_cmd_generate,   &cli_cmd_info,
+    &cli_cmd_plugins,  &cli_cmd_push,  &cli_cmd_save,    &cli_cmd_scan_cache, &cli_cmd_tokenize,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

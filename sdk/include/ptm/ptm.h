@@ -225,6 +225,19 @@ struct ptm_save_opts {
 PTM_API ptm_status ptm_model_save(const ptm_model *m, const char *dir,
                                   const struct ptm_save_opts *opts);
 
+/*
+ * ptm_model_push_to_hub - push_to_hub: save m as ptm_model_save does (save may be NULL) into
+ * a new folder under $TMPDIR (default /tmp), upload it to repo_id in one commit with
+ * ptm_hub_push (push may be NULL: branch main, HF_TOKEN; push->private_repo creates it
+ * private, push->commit_message names the commit), then remove the folder.
+ * commit_url: may be NULL; on PTM_OK the commit's URL, free with ptm_free(); else NULL.
+ * Returns ptm_model_save's and ptm_hub_push's codes; ptm_last_error() names the step that
+ * failed. Thread safety as ptm_model_save's.
+ */
+PTM_API ptm_status ptm_model_push_to_hub(const ptm_model *m, const char *repo_id,
+                                         const struct ptm_save_opts *save,
+                                         const struct ptm_hub_push_opts *push, char **commit_url);
+
 /* num_parameters: elements of all parameters, tied ones counted once; exclude_embeddings
  * leaves out embedding tables (names ending in "embeddings.weight" or the input / output
  * embeddings). */

@@ -76,6 +76,41 @@ typedef void (*ptm_hub_progress_fn)(const char *file, uint64_t done, uint64_t to
  */
 PTM_API void ptm_hub_set_progress(ptm_hub_progress_fn fn, void *user);
 
+/* Options of ptm_hub_push; NULL or zero members mean the default. Strings are read during
+ * the call only. */
+struct ptm_hub_push_opts {
+    uint32_t struct_size;       /* sizeof(struct ptm_hub_push_opts) */
+    const char *revision;       /* the branch to commit to; default "main" (must exist) */
+    const char *commit_message; /* default "Upload model with ptm" */
+    const char *token;          /* NULL: HF_TOKEN, else $HF_HOME/token; needs write access */
+    int32_t private_repo;       /* create the repo private (ignored when it exists) */
+};
+
+/*
+ * ptm_hub_push - upload a saved model directory to a Hub repo in one commit, as
+ * huggingface_hub's upload_folder does: create the repo (an existing one is fine), ask the
+ * Hub which files go to LFS (preupload), upload LFS files through the Git LFS batch API
+ * (basic transfer; objects the Hub already holds are not sent again), then commit every
+ * file. Every regular file under dir is sent, path relative to dir; names starting with a
+ * dot (.git, .cache, .locks), and *.tmp*, *.incomplete and *.lock files are skipped. The
+ * token goes only to HF_ENDPOINT's host, never to the LFS upload host. Requests are retried
+ * on 5xx and network errors; upload progress goes to the ptm_hub_set_progress callback.
+ *
+ * dir: a directory written by ptm_model_save (or any folder). repo_id: "org/name".
+ * o: may be NULL.
+ * commit_url: may be NULL; on PTM_OK the commit's URL ({endpoint}/{repo_id}/commit/{oid}),
+ *             free with ptm_free(); else NULL.
+ * Returns PTM_E_NOT_FOUND (no write access: 401/403, ptm_last_error() names the repo and says
+ * the token lacks write access or none was sent; a missing branch), PTM_E_NETWORK (after
+ * retries, or a refused step: names the step (create repo, preupload, lfs batch, upload,
+ * verify, commit), the file where there is one and the HTTP status), PTM_E_FORMAT (a
+ * malformed Hub answer), PTM_E_UNSUPPORTED (the Hub asks for a multipart LFS upload, files of
+ * several GB), PTM_E_IO (dir or a file cannot be read), PTM_E_INVAL (bad repo id, revision or
+ * file name under dir). Thread safe.
+ */
+PTM_API ptm_status ptm_hub_push(const char *dir, const char *repo_id,
+                                const struct ptm_hub_push_opts *o, char **commit_url);
+
 #ifdef __cplusplus
 }
 #endif
