@@ -493,11 +493,15 @@ PTM_API ptm_status ptm_hub_download(const char *repo_id, const struct ptm_hub_op
     return entry(repo_id, o, 1, dir_out);
 }
 
-ptm_status ptm__hub_resolve(const char *repo_id, const char *revision, int local_files_only,
-                            char **dir_out, char *why, size_t why_cap)
+ptm_status ptm__hub_resolve(const char *repo_id, const char *revision, const char *subfolder,
+                            const char *variant, int local_files_only, char **dir_out, char *why,
+                            size_t why_cap)
 {
-    struct ptm_hub_opts o = {
-        .struct_size = sizeof o, .revision = revision, .local_files_only = local_files_only};
+    struct ptm_hub_opts o = {.struct_size = sizeof o,
+                             .revision = revision,
+                             .subfolder = subfolder,
+                             .variant = variant,
+                             .local_files_only = local_files_only};
     *dir_out = NULL;
     return run(repo_id, &o, 0, 1, why, why_cap, dir_out);
 }

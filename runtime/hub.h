@@ -58,8 +58,9 @@ ptm_status ptm__hub_fail(struct ptm__hub *h, int soft, ptm_status st, const char
  * PTM_E_NOT_FOUND or PTM_E_NETWORK with the reason in why and nothing recorded, so the
  * caller lists it among what it tried; other failures are recorded (ptm_last_error).
  */
-ptm_status ptm__hub_resolve(const char *repo_id, const char *revision, int local_files_only,
-                            char **dir_out, char *why, size_t why_cap);
+ptm_status ptm__hub_resolve(const char *repo_id, const char *revision, const char *subfolder,
+                            const char *variant, int local_files_only, char **dir_out, char *why,
+                            size_t why_cap);
 /* Fill h for repo_id at revision (NULL: main): endpoint, host, token (given, else HF_TOKEN,
  * else the token file), retries and cache folders. */
 ptm_status ptm__hub_init(struct ptm__hub *h, const char *repo_id, const char *revision,

@@ -291,8 +291,15 @@ ptm_status ptm_model_load(const char *name_or_path, const struct ptm_load_opts *
     }
     *out = NULL;
     struct ptm__resolved r;
-    ptm_status st = ptm__resolve(name_or_path, opts ? opts->revision : NULL,
-                                 opts ? opts->local_files_only : 0, &r);
+    struct ptm__resolve_opts ro = {
+        .revision = opts ? opts->revision : NULL,
+        .subfolder = opts ? opts->subfolder : NULL,
+        .variant = opts ? opts->variant : NULL,
+        .local_files_only = opts ? opts->local_files_only : 0,
+        .need_weights = 1,
+        .need_file = "config.json",
+    };
+    ptm_status st = ptm__resolve(name_or_path, &ro, &r);
     if (st == PTM_OK) {
         st = load_from(name_or_path, &r, opts, out);
     }

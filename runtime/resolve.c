@@ -103,9 +103,37 @@ static const struct ptm_builtin_name *find_builtin(const char *name,
     return NULL;
 }
 
-ptm_status ptm__resolve(const char *name, const char *revision, int local_files_only,
+/* Whether a cached snapshot holds what the caller needs (else the Hub fills the gaps). */
+static int snapshot_has(const char *snap, const struct ptm__resolve_opts *o)
+{
+    char path[PATH_MAX + 512];
+    const char *sub = o->subfolder ? o->subfolder : "", *slash = o->subfolder ? "/" : "";
+    struct stat sb;
+    if (o->need_file != NULL) {
+        snprintf(path, sizeof path, "%s/%s%s%s", snap, sub, slash, o->need_file);
+        if (stat(path, &sb) != 0) {
+            return 0;
+        }
+    }
+    if (!o->need_weights) {
+        return 1;
+    }
+    const char *v = o->variant, *dot = o->variant ? "." : "";
+    snprintf(path, sizeof path, "%s/%s%smodel%s%s.safetensors", snap, sub, slash, dot, v ? v : "");
+    if (stat(path, &sb) == 0) {
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/%s%smodel.safetensors.index%s%s.json", snap, sub, slash, dot,
+             v ? v : "");
+    return stat(path, &sb) == 0;
+}
+
+ptm_status ptm__resolve(const char *name, const struct ptm__resolve_opts *opts,
                         struct ptm__resolved *out)
 {
+    static const struct ptm__resolve_opts defaults = {0};
+    const struct ptm__resolve_opts *o = opts ? opts : &defaults;
+    const char *revision = o->revision;
     memset(out, 0, sizeof *out);
     if (name == NULL || name[0] == '\0') {
         return ptm__fail(PTM_E_INVAL, "model name is empty");
@@ -123,18 +151,24 @@ ptm_status ptm__resolve(const char *name, const char *revision, int local_files_
     if (out->builtin != NULL && out->builtin->repo_id != NULL) {
         repo_id = out->builtin->repo_id;
     }
-    if (cached_snapshot(repo_id, revision, snap, sizeof snap, tried_cache, sizeof tried_cache)) {
+    int cached =
+        cached_snapshot(repo_id, revision, snap, sizeof snap, tried_cache, sizeof tried_cache);
+    if (cached && (snapshot_has(snap, o) || o->local_files_only)) {
+        out->dir = ptm__strdup(snap);
+        return out->dir ? PTM_OK : ptm__fail(PTM_E_NOMEM, "%s: out of memory", name);
+    }
+    char hub_why[1024] = "";
+    ptm_status st = ptm__hub_resolve(repo_id, revision, o->subfolder, o->variant,
+                                     o->local_files_only, &out->dir, hub_why, sizeof hub_why);
+    if (st == PTM_OK || hub_why[0] == '\0') {
+        return st; /* downloaded, or a failure the Hub client recorded (gated, corrupt...) */
+    }
+    if (cached) { /* incomplete, and the Hub is out of reach: let the loader say what lacks */
         out->dir = ptm__strdup(snap);
         return out->dir ? PTM_OK : ptm__fail(PTM_E_NOMEM, "%s: out of memory", name);
     }
     if (out->builtin != NULL) {
         return PTM_OK; /* no files, but the plugin's config can build it */
-    }
-    char hub_why[1024] = "";
-    ptm_status st =
-        ptm__hub_resolve(repo_id, revision, local_files_only, &out->dir, hub_why, sizeof hub_why);
-    if (st == PTM_OK || hub_why[0] == '\0') {
-        return st; /* downloaded, or a failure the Hub client recorded (gated, corrupt...) */
     }
     return ptm__fail(PTM_E_NOT_FOUND,
                      "model \"%s\" not found; tried: a local directory of that name (none), "

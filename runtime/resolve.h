@@ -13,14 +13,24 @@ struct ptm__resolved {
     const struct ptm_arch *builtin_arch;    /* the architecture that registered it */
 };
 
+/* What the caller wants resolved; NULL members mean the defaults. */
+struct ptm__resolve_opts {
+    const char *revision;  /* branch, tag or commit; default "main" */
+    const char *subfolder; /* inside the repo */
+    const char *variant;   /* model.<variant>.safetensors */
+    int local_files_only;  /* or HF_HUB_OFFLINE=1: never touch the network */
+    int need_weights;      /* a cached snapshot without weights is a miss (from_pretrained) */
+    const char *need_file; /* a cached snapshot without this file is a miss ("config.json") */
+};
+
 /*
- * Resolve name (with an optional revision for the cache; NULL means "main"). A built-in
- * name resolves to its repo's cached snapshot when there is one, else to no directory (the
- * caller may build the model from the built-in config). Any other name that misses the
- * cache is fetched from the Hub (hub.c) unless local_files_only or HF_HUB_OFFLINE=1.
+ * Resolve name: a local directory; else a repo id (a built-in name's repo for built-in
+ * names) in the Hugging Face cache, where a snapshot lacking what the caller needs counts as
+ * a miss; else the Hub (hub.c) unless offline. A built-in name that cannot be fetched resolves
+ * to no directory (the caller may build the model from the built-in config).
  * PTM_E_NOT_FOUND lists what was tried. Free with ptm__resolved_clear.
  */
-ptm_status ptm__resolve(const char *name, const char *revision, int local_files_only,
+ptm_status ptm__resolve(const char *name, const struct ptm__resolve_opts *o,
                         struct ptm__resolved *out);
 void ptm__resolved_clear(struct ptm__resolved *r);
 

@@ -15,7 +15,9 @@ ptm_status ptm_tokenizer_from_pretrained(const char *name, int32_t local_files_o
     }
     *out = NULL;
     struct ptm__resolved r;
-    ptm_status st = ptm__resolve(name, NULL, local_files_only, &r);
+    struct ptm__resolve_opts ro = {.local_files_only = local_files_only,
+                                   .need_file = "tokenizer.json"};
+    ptm_status st = ptm__resolve(name, &ro, &r);
     if (st == PTM_OK && r.dir == NULL) {
         st = ptm__fail(PTM_E_NOT_FOUND, "%s: a built-in name whose files are not cached", name);
     }

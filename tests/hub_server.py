@@ -617,6 +617,11 @@ def make_repos(fixtures, out):
           {"model-00002-of-00003.safetensors": "../../../evil.safetensors"})
     d = rev_dir("acme/notmodel", "main")
     open(os.path.join(d, "README.md"), "w").write("# not a model\n")
+    # A checkpoint in a subfolder whose weights exist only as a variant.
+    d = os.path.join(rev_dir("acme/layout", "main"), "encoder")
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(os.path.join(tiny, "config.json"), d)
+    shutil.copy(os.path.join(tiny, "model.safetensors"), os.path.join(d, "model.fp16.safetensors"))
 
 
 def main(argv):

@@ -496,3 +496,30 @@ Test(hub, allocation_failures_return_nomem_cleanly)
         }
     }
 }
+
+Test(hub, model_load_passes_subfolder_and_variant_to_the_hub)
+{
+    struct ptm_load_opts o = {.struct_size = sizeof o, .subfolder = "encoder", .variant = "fp16"};
+    ptm_model *m = NULL;
+    cr_assert_eq(ptm_model_load("acme/layout", &o, &m), PTM_OK, "%s", ptm_last_error());
+    cr_assert_gt(ptm_model_n_params(m), 0);
+    ptm_model_free(m);
+    cr_assert_geq(count("method=GET&path=encoder/model.fp16.safetensors"), 1);
+}
+
+Test(hub, a_partial_snapshot_is_completed_from_the_hub)
+{
+    const char *inc[] = {"config.json", NULL};
+    struct ptm_hub_opts ho = {.struct_size = sizeof ho, .include = inc};
+    char *dir = NULL;
+    cr_assert_eq(ptm_hub_download("acme/tiny", &ho, &dir), PTM_OK, "%s", ptm_last_error());
+    cr_assert(!path_exists("%s/%s", dir, "model.safetensors"));
+    ptm_free(dir);
+    ptm_model *m = NULL;
+    cr_assert_eq(ptm_model_load("acme/tiny", NULL, &m), PTM_OK, "%s", ptm_last_error());
+    ptm_model_free(m);
+    /* Offline, the same partial snapshot (now complete) is enough. */
+    struct ptm_load_opts o = {.struct_size = sizeof o, .local_files_only = 1};
+    cr_assert_eq(ptm_model_load("acme/tiny", &o, &m), PTM_OK, "%s", ptm_last_error());
+    ptm_model_free(m);
+}
