@@ -305,8 +305,9 @@ static ptm_status init_param(ptm_model *m, struct ptm__param *p)
     return st;
 }
 
-/* Tie each pair {tied, source} the class lists. The input/output embedding pair follows
- * config tie_word_embeddings (default true); other pairs (a head's bias) always tie. */
+/* Tie each pair {tied, source} the class lists. The pair that ties the output embeddings
+ * follows config tie_word_embeddings (default true); other pairs (a head's bias, T5's
+ * embed_tokens to shared) always tie. */
 ptm_status ptm__model_tie(ptm_model *m)
 {
     int32_t tie_emb = 1;
@@ -316,7 +317,7 @@ ptm_status ptm__model_tie(ptm_model *m)
     }
     for (const char *const *p = m->cls->tied_weights; p != NULL && p[0] && p[1]; p += 2) {
         long a = ptm__model_find(m, p[0]), b = ptm__model_find(m, p[1]);
-        int is_emb = m->cls->input_embeddings && strcmp(p[1], m->cls->input_embeddings) == 0;
+        int is_emb = m->cls->output_embeddings && strcmp(p[0], m->cls->output_embeddings) == 0;
         if (a < 0 || b < 0 || (is_emb && !tie_emb)) {
             continue;
         }
@@ -336,7 +337,7 @@ static int is_tied_target(const ptm_model *m, const char *name)
         ptm__error_clear();
     }
     for (const char *const *p = m->cls->tied_weights; p != NULL && p[0] && p[1]; p += 2) {
-        int is_emb = m->cls->input_embeddings && strcmp(p[1], m->cls->input_embeddings) == 0;
+        int is_emb = m->cls->output_embeddings && strcmp(p[0], m->cls->output_embeddings) == 0;
         if (strcmp(p[0], name) == 0 && (!is_emb || tie_emb)) {
             return 1;
         }
