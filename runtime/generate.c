@@ -4,8 +4,11 @@
  * cache, position ids from the attention mask as HF's prepare_inputs_for_generation makes
  * them), HF's logits processors in GenerationMixin._get_logits_processor order (repetition
  * penalty, min_new_tokens, then the sampling warpers temperature, top_k, top_p, min_p),
- * greedy argmax or seeded multinomial sampling, eos stopping and pad filling. Options and
- * generation_config.json are generate_config.c; the cache is kv_cache.c.
+ * greedy argmax or seeded multinomial sampling, eos stopping and pad filling. Encoder-decoder
+ * models (config is_encoder_decoder) take the same loop over decoder ids that start with
+ * decoder_start_token_id: the encoder runs in the first forward and its output is passed back
+ * as encoder_outputs; the decoder's tokens go through the KV cache one step at a time.
+ * Options and generation_config.json are generate_config.c; the cache is kv_cache.c.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -281,6 +284,11 @@ struct gen {
     void *scratch;
     float *scores;
     struct rng rng;
+    /* Encoder-decoder models: the prompt feeds the encoder; ids hold the decoder's tokens. */
+    int seq2seq;
+    const int64_t *enc_ids, *enc_mask; /* [B, enc_S]; enc_mask may be NULL */
+    int64_t enc_S;
+    ptm_tensor *enc_out; /* the encoder's output after the first step, or NULL */
 };
 
 static void gen_free(struct gen *g)
@@ -291,6 +299,7 @@ static void gen_free(struct gen *g)
     ptm__free(g->scratch);
     ptm__free(g->scores);
     ptm_kv_cache_free(g->cache);
+    ptm_tensor_free(g->enc_out);
 }
 
 /* A host array as a [B, n] I64 tensor in map under name. */
@@ -306,6 +315,9 @@ static ptm_status put(ptm_tensor_map *map, const char *name, ptm_device *dev, in
     ptm_tensor_free(t);
     return st;
 }
+
+static ptm_status take_logits(struct gen *g, const ptm_tensor_map *out, int64_t vocab_hint,
+                              int64_t *vocab);
 
 /* Forward the columns [from, cur) of every row; the last position's logits into g->scores. */
 static ptm_status step_forward(struct gen *g, int64_t from, int64_t vocab_hint, int64_t *vocab)
@@ -350,10 +362,24 @@ static ptm_status step_forward(struct gen *g, int64_t from, int64_t vocab_hint, 
     if (st == PTM_OK) {
         st = ptm_model_forward_ex(g->m, in, out, &fo);
     }
-    ptm_tensor *logits = st == PTM_OK ? ptm_tensor_map_get(out, "logits") : NULL;
-    if (st == PTM_OK &&
-        (logits == NULL || ptm_tensor_ndim(logits) != 3 || ptm_tensor_dim(logits, 0) != B ||
-         ptm_tensor_dim(logits, 1) != 1 || ptm_tensor_dtype(logits) != PTM_F32)) {
+    if (st == PTM_OK) {
+        st = take_logits(g, out, vocab_hint, vocab);
+    }
+    ptm_tensor_map_free(in);
+    ptm_tensor_map_free(out);
+    ptm__free(cols);
+    return st;
+}
+
+/* The last position's logits of a step's outputs into g->scores. */
+static ptm_status take_logits(struct gen *g, const ptm_tensor_map *out, int64_t vocab_hint,
+                              int64_t *vocab)
+{
+    int64_t B = g->B;
+    ptm_status st = PTM_OK;
+    ptm_tensor *logits = ptm_tensor_map_get(out, "logits");
+    if (logits == NULL || ptm_tensor_ndim(logits) != 3 || ptm_tensor_dim(logits, 0) != B ||
+        ptm_tensor_dim(logits, 1) != 1 || ptm_tensor_dtype(logits) != PTM_F32) {
         st = ptm__fail(PTM_E_PLUGIN, "generate: %s returned no F32 logits [%lld, 1, vocab]",
                        ptm_model_class_name(g->m), (long long)B);
     }
@@ -367,6 +393,48 @@ static ptm_status step_forward(struct gen *g, int64_t from, int64_t vocab_hint, 
     }
     if (st == PTM_OK) {
         st = ptm_tensor_read(logits, g->scores, (size_t)(B * *vocab) * 4);
+    }
+    return st;
+}
+
+/* Encoder-decoder step: the prompt and its mask for the encoder (or its output, kept from
+ * the first step), decoder_input_ids = the newest decoder id of each row (the earlier ones are
+ * in the cache); the last logits into g->scores. */
+static ptm_status step_forward_seq2seq(struct gen *g, int64_t vocab_hint, int64_t *vocab)
+{
+    int64_t B = g->B, n = 1;
+    ptm_tensor_map *in = NULL, *out = NULL;
+    int64_t *cols = ptm__malloc((size_t)(B * n) * sizeof *cols + 1);
+    ptm_device *dev = ptm_model_device(g->m);
+    ptm_status st = cols ? ptm_tensor_map_new(&in) : ptm__fail(PTM_E_NOMEM, "generate: no memory");
+    if (st == PTM_OK) {
+        st = ptm_tensor_map_new(&out);
+    }
+    if (st == PTM_OK) {
+        st = put(in, "input_ids", dev, B, g->enc_S, g->enc_ids);
+    }
+    if (st == PTM_OK && g->enc_mask != NULL) {
+        st = put(in, "attention_mask", dev, B, g->enc_S, g->enc_mask);
+    }
+    if (st == PTM_OK && g->enc_out != NULL) {
+        st = ptm_tensor_map_set(in, "encoder_outputs", g->enc_out);
+    }
+    for (int64_t b = 0; st == PTM_OK && b < B; b++) { /* decoder_input_ids [B, 1] */
+        cols[b] = g->ids[b * g->max_total + g->cur - 1];
+    }
+    if (st == PTM_OK) {
+        st = put(in, "decoder_input_ids", dev, B, n, cols);
+    }
+    struct ptm_forward_opts fo = {.struct_size = sizeof fo, .cache = g->cache, .logits_to_keep = 1};
+    if (st == PTM_OK) {
+        st = ptm_model_forward_ex(g->m, in, out, &fo);
+    }
+    ptm_tensor *enc = st == PTM_OK ? ptm_tensor_map_get(out, "encoder_last_hidden_state") : NULL;
+    if (g->enc_out == NULL && enc != NULL) { /* encode once */
+        g->enc_out = ptm_tensor_retain(enc);
+    }
+    if (st == PTM_OK) {
+        st = take_logits(g, out, vocab_hint, vocab);
     }
     ptm_tensor_map_free(in);
     ptm_tensor_map_free(out);
@@ -408,7 +476,9 @@ static ptm_status step_choose(struct gen *g, int64_t vocab, int *done)
 static ptm_status gen_init(struct gen *g, ptm_model *m, const int64_t *ids, const int64_t *mask,
                            int64_t B, int64_t S, const struct ptm_generate_opts *o)
 {
+    int seq2seq = g->seq2seq;
     memset(g, 0, sizeof *g);
+    g->seq2seq = seq2seq;
     g->m = m;
     g->o = o;
     g->B = B;
@@ -441,6 +511,52 @@ static ptm_status gen_init(struct gen *g, ptm_model *m, const int64_t *ids, cons
     }
     rng_seed(&g->rng, o->seed);
     return ptm_kv_cache_new(m, B, g->max_total, o->cache_dtype, &g->cache);
+}
+
+/* An encoder-decoder model: the prompt goes to the encoder, and the decoder's ids start with
+ * decoder_start_token_id (HF: else bos_token_id). */
+static ptm_status gen_init_seq2seq(struct gen *g, ptm_model *m, const int64_t *ids,
+                                   const int64_t *mask, int64_t B, int64_t S,
+                                   const struct ptm_generate_opts *o)
+{
+    int64_t start = o->bos_id;
+    if (ptm_config_has(ptm_model_config(m), "decoder_start_token_id") &&
+        ptm_config_get_int(ptm_model_config(m), "decoder_start_token_id", &start) != PTM_OK) {
+        start = o->bos_id;
+        ptm__error_clear();
+    }
+    if (start < 0) {
+        memset(g, 0, sizeof *g);
+        return ptm__fail(PTM_E_INVAL,
+                         "generate: %s has no decoder_start_token_id or "
+                         "bos_token_id to start the decoder with",
+                         ptm_model_class_name(m));
+    }
+    int64_t *starts = ptm__malloc((size_t)B * sizeof *starts);
+    if (starts == NULL) {
+        memset(g, 0, sizeof *g);
+        return ptm__fail(PTM_E_NOMEM, "generate: out of memory");
+    }
+    for (int64_t b = 0; b < B; b++) {
+        starts[b] = start;
+    }
+    g->seq2seq = 1;
+    ptm_status st = gen_init(g, m, starts, NULL, B, 1, o);
+    ptm__free(starts);
+    g->enc_ids = ids;
+    g->enc_mask = mask;
+    g->enc_S = S;
+    return st;
+}
+
+static int is_seq2seq(const ptm_model *m)
+{
+    int32_t v = 0;
+    if (ptm_config_get_bool(ptm_model_config(m), "is_encoder_decoder", &v) != PTM_OK) {
+        ptm__error_clear();
+        return 0;
+    }
+    return v != 0;
 }
 
 /* The generated rows, compacted to [B, cur]. */
@@ -476,9 +592,11 @@ ptm_status ptm_generate(ptm_model *m, const int64_t *ids, const int64_t *mask, i
     struct gen g;
     int64_t vocab = 0;
     int done = 0;
-    st = gen_init(&g, m, ids, mask, batch, seq, o);
+    g.seq2seq = 0;
+    st = is_seq2seq(m) ? gen_init_seq2seq(&g, m, ids, mask, batch, seq, o)
+                       : gen_init(&g, m, ids, mask, batch, seq, o);
     if (st == PTM_OK) {
-        st = step_forward(&g, 0, 0, &vocab);
+        st = g.seq2seq ? step_forward_seq2seq(&g, 0, &vocab) : step_forward(&g, 0, 0, &vocab);
     }
     if (st == PTM_OK && (g.scratch = scratch_new(vocab)) == NULL) {
         st = ptm__fail(PTM_E_NOMEM, "generate: out of memory");
@@ -488,7 +606,8 @@ ptm_status ptm_generate(ptm_model *m, const int64_t *ids, const int64_t *mask, i
         if (st != PTM_OK || done) {
             break;
         }
-        st = step_forward(&g, g.cur - 1, vocab, &vocab);
+        st = g.seq2seq ? step_forward_seq2seq(&g, vocab, &vocab)
+                       : step_forward(&g, g.cur - 1, vocab, &vocab);
     }
     if (st == PTM_OK) {
         gen_compact(&g);

@@ -139,17 +139,19 @@ ptm_status ptm_kv_cache_layer(ptm_kv_cache *c, int32_t layer, int64_t n_kv_heads
     return PTM_OK;
 }
 
-/* The cache's checks before a forward: batch and room for the new tokens. */
+/* The cache's checks before a forward: batch and room for the new tokens. The cache holds
+ * the decoder's tokens: decoder_input_ids for an encoder-decoder model, else input_ids. */
 static ptm_status check_room(const ptm_kv_cache *c, const ptm_tensor_map *inputs, int64_t *n_new)
 {
-    const char *main_name = "input_ids";
+    const char *main_name =
+        ptm_tensor_map_get(inputs, "decoder_input_ids") ? "decoder_input_ids" : "input_ids";
     const ptm_tensor *ids = ptm_tensor_map_get(inputs, main_name);
     if (ids == NULL || ptm_tensor_ndim(ids) != 2) {
         return ptm__fail(PTM_E_INVAL, "forward: a cache needs input_ids [batch, seq]");
     }
     *n_new = ptm_tensor_dim(ids, 1);
     if (ptm_tensor_dim(ids, 0) != c->batch) {
-        return ptm__fail(PTM_E_INVAL, "forward: input_ids has %lld rows, the cache %lld",
+        return ptm__fail(PTM_E_INVAL, "forward: %s has %lld rows, the cache %lld", main_name,
                          (long long)ptm_tensor_dim(ids, 0), (long long)c->batch);
     }
     if (c->len + *n_new > c->max_len) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Golden-test fixture generator: tiny random BERT and LLaMA checkpoints and their HF outputs.
+"""Golden-test fixture generator: tiny random BERT, LLaMA and T5 checkpoints, their HF outputs.
 
-Owns the tests/fixtures/bert-*/ and llama-*/ directories (LLaMA: see its section below). Each fixture is a tiny BERT (or BERT head) built
+Owns the tests/fixtures/bert-*/, llama-*/ and t5-*/ directories (LLaMA, T5: see their sections
+below). Each fixture is a tiny BERT (or BERT head) built
 from a config with fixed-seed random weights (every parameter re-filled, LayerNorm and biases
 included, so init defaults cannot hide bugs), saved exactly as `save_pretrained` writes it, plus
 a fixed padded batch of inputs, the model's eval-mode outputs (eager attention, no grad) and a
@@ -566,10 +567,226 @@ def make_llama_processors(out_dir, check):
     return True
 
 
+# ---------------------------------------------------------------------------------------------
+# T5 fixtures (tests/fixtures/t5-*/): tiny random T5ForConditionalGeneration checkpoints in the
+# v1.0 style (relu feed-forward, lm_head tied to shared, decoder output scaled by d_model^-0.5)
+# and the v1.1 style (gated-gelu, untied lm_head stored in the checkpoint, no rescale), and a
+# T5EncoderModel; their outputs on a right-padded batch with decoder_input_ids, the decoder's
+# last_hidden_state as T5Model computes it from the same checkpoint, and greedy generate().
+
+T5_BASE = dict(
+    vocab_size=100,
+    d_model=32,
+    d_kv=8,
+    d_ff=37,
+    num_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=16,
+    layer_norm_epsilon=1e-6,
+    feed_forward_proj="relu",
+    pad_token_id=0,
+    eos_token_id=1,
+    decoder_start_token_id=0,
+)
+T5_LENGTHS = (12, 7, 4)  # encoder batch, right padded to 12 (long enough for log buckets)
+T5_DECODER_LEN = 6       # decoder_input_ids: start token 0, then random ids
+T5_NEW_TOKENS = 24
+
+T5_F32_NOTES = (
+    "F32 on CPU, eager attention. Agreement to about 1e-5; compare with atol=1e-4. Encoder "
+    "positions whose attention_mask is 0 are computed by HF too (they attend to the real keys) "
+    "and are stored. generate.safetensors holds model.generate(do_sample=False): sequences "
+    "start with decoder_start_token_id; finished rows are padded with pad_token_id.")
+
+
+def t5_spec(cls_name, overrides=None, untied=False, legacy=False, notes=None):
+    cfg = dict(T5_BASE)
+    cfg.update(overrides or {})
+    return dict(cls_name=cls_name, config=cfg, untied=untied, legacy=legacy, notes=notes)
+
+
+T5_FIXTURES = {
+    # config.json without scale_decoder_outputs, as transformers 4.x wrote it: the rescale
+    # follows tie_word_embeddings.
+    "t5-tiny": t5_spec("T5ForConditionalGeneration", legacy=True,
+                       notes="T5 v1.0 style: relu, lm_head tied to shared.weight (not stored); "
+                             "config.json without scale_decoder_outputs (4.x form)"),
+    # Written as a v1.1 checkpoint is on the Hub: tie_word_embeddings false in config.json and
+    # lm_head.weight stored (transformers 5 then loads the head untied, without the rescale).
+    "t5-tiny-v1_1": t5_spec("T5ForConditionalGeneration",
+                            {"feed_forward_proj": "gated-gelu", "num_heads": 2, "d_kv": 12},
+                            untied=True,
+                            notes="T5 v1.1 style: gated-gelu, untied lm_head, "
+                                  "tie_word_embeddings false"),
+    # What transformers 5 saves for tie_word_embeddings=False: lm_head tied to shared after all,
+    # tie_word_embeddings true and scale_decoder_outputs false in config.json.
+    "t5-tiny-hf5-noscale": t5_spec("T5ForConditionalGeneration",
+                                   {"feed_forward_proj": "gated-gelu",
+                                    "tie_word_embeddings": False},
+                                   notes="saved by transformers 5 from tie_word_embeddings=False: "
+                                         "tied lm_head without the rescale"),
+    "t5-tiny-encoder": t5_spec("T5EncoderModel", {"feed_forward_proj": "gated-silu"},
+                               notes="T5EncoderModel, gated-silu feed-forward"),
+}
+
+
+def t5_inputs(vocab):
+    gen = torch.Generator().manual_seed(SEED + 4)
+    seq = max(T5_LENGTHS)
+    ids = torch.randint(2, vocab, (len(T5_LENGTHS), seq), generator=gen, dtype=torch.int64)
+    mask = torch.zeros(len(T5_LENGTHS), seq, dtype=torch.int64)
+    for row, n in enumerate(T5_LENGTHS):
+        ids[row, n - 1] = T5_BASE["eos_token_id"]
+        ids[row, n:] = T5_BASE["pad_token_id"]
+        mask[row, :n] = 1
+    dec = torch.randint(2, vocab, (len(T5_LENGTHS), T5_DECODER_LEN), generator=gen,
+                        dtype=torch.int64)
+    dec[:, 0] = T5_BASE["decoder_start_token_id"]
+    return {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": dec}
+
+
+def t5_randomize_(model, gen):
+    """Every parameter N(0, 0.2) under the seed; T5LayerNorm weights N(1, 0.2)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # tied parameters appear once
+            noise = torch.randn(p.shape, generator=gen, dtype=torch.float32) * 0.2
+            if "layer_norm.weight" in name:
+                noise += 1.0
+            p.copy_(noise)
+
+
+def t5_load(cls_name, directory):
+    model = getattr(transformers, cls_name).from_pretrained(
+        directory, attn_implementation="eager", dtype=torch.float32)
+    model.eval()
+    return model
+
+
+def t5_outputs(fx, directory):
+    inputs = t5_inputs(fx["config"]["vocab_size"])
+    enc_only = fx["cls_name"] == "T5EncoderModel"
+    model = t5_load(fx["cls_name"], directory)
+    if enc_only:
+        inputs.pop("decoder_input_ids")
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True, return_dict=True)
+    keys = ("last_hidden_state",) if enc_only else ("logits", "encoder_last_hidden_state")
+    outputs = {k: getattr(out, k).detach().float().contiguous() for k in keys}
+    # T5Stack's states: the embeddings, each block's output but the last, the normed output.
+    stacks = ("hidden_states",) if enc_only else ("encoder_hidden_states", "decoder_hidden_states")
+    for stack in stacks:
+        for i, h in enumerate(getattr(out, stack)):
+            outputs[f"{stack}.{i}"] = h.detach().float().clone().contiguous()
+    gen = {}
+    if not enc_only:
+        with torch.no_grad():
+            base = t5_load("T5Model", directory)(**inputs, return_dict=True)
+            outputs["decoder_last_hidden_state"] = base.last_hidden_state.detach().contiguous()
+            seqs = model.generate(input_ids=inputs["input_ids"],
+                                  attention_mask=inputs["attention_mask"],
+                                  max_new_tokens=T5_NEW_TOKENS, do_sample=False, num_beams=1)
+        gen = {"sequences": seqs.contiguous()}
+    return inputs, outputs, gen
+
+
+def t5_meta(directory, name, fx, outputs, gen):
+    meta = {
+        "fixture": name,
+        "generator": "tools/make_fixtures.py",
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__,
+                     "safetensors": safetensors.__version__},
+        "seed": SEED,
+        "model_class": fx["cls_name"],
+        "attn_implementation": "eager",
+        "weights": "every parameter re-filled with N(0,0.2); T5LayerNorm weights N(1,0.2)",
+        "inputs": {"lengths": list(T5_LENGTHS), "padding_side": "right", "pad_token_id": 0,
+                   "decoder_input_ids": "decoder_start_token_id then random ids"},
+        "outputs": {k: list(v.shape) for k, v in sorted(outputs.items())},
+        "outputs_note": "decoder_last_hidden_state is T5Model(...).last_hidden_state "
+                        "from the same checkpoint",
+        "tolerance": T5_F32_NOTES,
+        "notes": fx["notes"],
+    }
+    if gen:
+        meta["generate"] = {"input": "input_ids and attention_mask of inputs.safetensors",
+                            "max_new_tokens": T5_NEW_TOKENS, "do_sample": False,
+                            "num_beams": 1, "sequences": list(gen["sequences"].shape)}
+    with open(directory / "meta.json", "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def t5_legacy_config_(directory):
+    """Drop scale_decoder_outputs from config.json, as transformers 4.x configs lack it."""
+    path = directory / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg.pop("scale_decoder_outputs", None)
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def t5_untie_(directory, vocab, d_model, gen):
+    """Rewrite the checkpoint as a v1.1 one: lm_head.weight stored, tie_word_embeddings false."""
+    weights = load_file(str(directory / "model.safetensors"))
+    weights["lm_head.weight"] = torch.randn(vocab, d_model, generator=gen) * 0.2
+    save_file(dict(sorted(weights.items())), str(directory / "model.safetensors"),
+              metadata={"format": "pt"})
+    path = directory / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg["tie_word_embeddings"] = False
+    cfg.pop("scale_decoder_outputs", None)
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def make_t5_fixture(name, fx, out_dir):
+    directory = out_dir / name
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    torch.manual_seed(SEED)
+    gen = torch.Generator().manual_seed(SEED)
+    model = getattr(transformers, fx["cls_name"])(transformers.T5Config(**fx["config"]))
+    t5_randomize_(model, gen)
+    model.eval()
+    model.save_pretrained(directory)
+    if fx["untied"]:
+        t5_untie_(directory, fx["config"]["vocab_size"], fx["config"]["d_model"], gen)
+        reloaded = t5_load(fx["cls_name"], directory)
+        assert reloaded.lm_head.weight.data_ptr() != reloaded.shared.weight.data_ptr()
+    if fx["legacy"]:
+        t5_legacy_config_(directory)
+    inputs, outputs, gen_out = t5_outputs(fx, directory)
+    save_file(inputs, str(directory / "inputs.safetensors"))
+    save_file(outputs, str(directory / "outputs.safetensors"))
+    if gen_out:
+        save_file(gen_out, str(directory / "generate.safetensors"))
+    t5_meta(directory, name, fx, outputs, gen_out)
+    for path in directory.iterdir():
+        path.chmod(0o644)
+
+
+def check_t5_fixture(name, fx, out_dir):
+    directory = out_dir / name
+    _, outputs, gen = t5_outputs(fx, directory)
+    stored = load_file(str(directory / "outputs.safetensors"))
+    worst = max((outputs[k] - v).abs().max().item() for k, v in stored.items())
+    ok = set(outputs) == set(stored) and worst == 0.0
+    if gen:
+        old = load_file(str(directory / "generate.safetensors"))
+        ok = ok and torch.equal(old["sequences"], gen["sequences"])
+    size = sum(p.stat().st_size for p in directory.iterdir())
+    print(f"{'ok  ' if ok else 'FAIL'} {name:24s} {size:8d} bytes  max|diff|={worst:.3g} "
+          f"generate={'yes' if gen else 'no'}")
+    return ok
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append",
-                        choices=sorted(FIXTURES) + sorted(LLAMA_FIXTURES) + [LLAMA_PROCESSORS],
+                        choices=sorted(FIXTURES) + sorted(LLAMA_FIXTURES) + [LLAMA_PROCESSORS]
+                        + sorted(T5_FIXTURES),
                         help="make just this fixture (repeatable)")
     parser.add_argument("--out", default="tests/fixtures", help="fixtures root directory")
     parser.add_argument("--check", action="store_true",
@@ -580,11 +797,17 @@ def main():
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     out_dir = Path(args.out)
-    names = args.only or list(FIXTURES) + list(LLAMA_FIXTURES) + [LLAMA_PROCESSORS]
+    names = args.only or (list(FIXTURES) + list(LLAMA_FIXTURES) + [LLAMA_PROCESSORS]
+                          + list(T5_FIXTURES))
     ok = True
     for name in names:
         if name == LLAMA_PROCESSORS:
             ok = make_llama_processors(out_dir, args.check) and ok
+            continue
+        if name in T5_FIXTURES:
+            if not args.check:
+                make_t5_fixture(name, T5_FIXTURES[name], out_dir)
+            ok = check_t5_fixture(name, T5_FIXTURES[name], out_dir) and ok
             continue
         if name in LLAMA_FIXTURES:
             if not args.check:

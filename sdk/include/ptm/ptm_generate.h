@@ -24,7 +24,8 @@ typedef struct ptm_kv_cache ptm_kv_cache;
 /* Key/value cache                                                                             */
 
 /*
- * ptm_kv_cache_new - an empty cache for model m: batch rows of up to max_len tokens each,
+ * ptm_kv_cache_new - an empty cache for model m: batch rows of up to max_len tokens each
+ * (the decoder's tokens: decoder_input_ids of an encoder-decoder model, else input_ids),
  * storing keys and values as dtype. Layer tensors are allocated on m's device the first time
  * the forward hook asks for them (ptm_kv_cache_layer).
  * dtype: PTM_F32. PTM_F16 / PTM_BF16 are refused with PTM_E_UNSUPPORTED until the attention
@@ -135,7 +136,11 @@ PTM_API ptm_status ptm_generate_opts_save(const struct ptm_generate_opts *o, con
  * ptm_generate - HF model.generate for decoder-only models: greedy search or multinomial
  * sampling, with the KV cache, one prefill forward then one forward per new token.
  * ids: [batch, seq] row-major prompt ids, left padded; mask: the same shape (1 token, 0
- * padding) or NULL for all ones. Logits processors run in HF's order: repetition penalty
+ * padding) or NULL for all ones. Encoder-decoder models (config is_encoder_decoder, e.g.
+ * T5ForConditionalGeneration): ids (right padded, as HF tokenizers pad them) and mask feed the
+ * encoder once; the decoder starts from config decoder_start_token_id (else bos) and runs
+ * one token per step through the KV cache; out holds the decoder's ids, start token first,
+ * and max_length counts them. Logits processors run in HF's order: repetition penalty
  * (over every id of the row so far, padding included, as HF does), min_new_tokens eos mask;
  * then, when sampling, temperature, top_k, top_p, min_p. A row stops at an eos id; rows that
  * finished get pad ids. Generation stops when every row has finished, at max_new_tokens
