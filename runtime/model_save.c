@@ -6,7 +6,6 @@
  * temporary folder followed by ptm_hub_push (hub_push.c).
  */
 #include <errno.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <limits.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "alloc.h"
+#include "dir_swap.h"
 #include "atomic_file.h"
 #include "error.h"
 #include "half.h"
@@ -188,12 +188,9 @@ ptm_status ptm_model_save_config(const ptm_model *m, const char *dir)
     return st == PTM_OK ? save_config(m, dir, 0, 0, PTM_F32) : st;
 }
 
-ptm_status ptm_model_save(const ptm_model *m, const char *dir, const struct ptm_save_opts *o)
+/* Write the whole checkpoint into dir (the swap's temporary sibling). */
+static ptm_status save_into(const ptm_model *m, const char *dir, const struct ptm_save_opts *o)
 {
-    ptm__error_clear();
-    if (m == NULL || dir == NULL) {
-        return ptm__fail(PTM_E_INVAL, "ptm_model_save: NULL argument");
-    }
     uint64_t max_shard = 5000000000ull;
     ptm_status st = PTM_OK;
     ptm_dtype dtype = PTM_DTYPE_COUNT; /* none asked */
@@ -204,9 +201,6 @@ ptm_status ptm_model_save(const ptm_model *m, const char *dir, const struct ptm_
     if (st == PTM_OK && has_dtype && (st = ptm_dtype_parse(o->dtype, &dtype)) == PTM_OK &&
         !is_float(dtype)) {
         st = ptm__fail(PTM_E_INVAL, "save: dtype %s is not a float type", o->dtype);
-    }
-    if (st == PTM_OK) {
-        st = make_dir(dir);
     }
     struct ptm_st_entry *entries = NULL;
     void **copies = NULL;
@@ -222,7 +216,6 @@ ptm_status ptm_model_save(const ptm_model *m, const char *dir, const struct ptm_
         st = collect(m, dtype, entries, copies, &n);
     }
     static const char *const metadata[] = {"format", "pt", NULL};
-    /* Weights first, then the config: a reader sees the new config only with new weights. */
     if (st == PTM_OK) {
         st = ptm_st_save(dir, o ? o->variant : NULL, max_shard, entries, n, metadata);
     }
@@ -249,12 +242,29 @@ ptm_status ptm_model_save(const ptm_model *m, const char *dir, const struct ptm_
     return st;
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+/*
+ * The checkpoint's files (weights, config.json, generation_config.json, README.md) must
+ * change together: a reader must never see new weights with an old config. So the new files
+ * are written into a sibling directory that starts as hard links of dir's current files
+ * (other files, such as a tokenizer's, carry over) and the two are exchanged in one step.
+ */
+ptm_status ptm_model_save(const ptm_model *m, const char *dir, const struct ptm_save_opts *o)
 {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    ptm__error_clear();
+    if (m == NULL || dir == NULL) {
+        return ptm__fail(PTM_E_INVAL, "ptm_model_save: NULL argument");
+    }
+    struct ptm__dir_swap swap;
+    ptm_status st = ptm__dir_swap_begin(dir, &swap);
+    if (st != PTM_OK) {
+        return st;
+    }
+    st = save_into(m, swap.tmp, o);
+    if (st != PTM_OK) {
+        ptm__dir_swap_abort(&swap);
+        return st;
+    }
+    return ptm__dir_swap_commit(&swap);
 }
 
 ptm_status ptm_model_push_to_hub(const ptm_model *m, const char *repo_id,
@@ -280,8 +290,6 @@ ptm_status ptm_model_push_to_hub(const ptm_model *m, const char *repo_id,
     if (st == PTM_OK) {
         st = ptm_hub_push(dir, repo_id, push, commit_url);
     }
-    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-        PTM_WARN("save: %s: could not remove the temporary folder after pushing", dir);
-    }
+    ptm__rm_tree(dir);
     return st;
 }

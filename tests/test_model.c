@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ptm/ptm.h"
@@ -454,4 +456,61 @@ Test(model, a_generative_model_saves_its_generation_config)
     ptm_model_free(back);
     ptm_model_free(m);
     rm_rf(dir);
+}
+
+/* The dtype the config says, and the dtype the weights have, of the checkpoint in dir. */
+static void checkpoint_dtypes(const char *dir, char *cfg_dtype, size_t cap, ptm_dtype *weights)
+{
+    char path[160];
+    ptm_config *cfg = NULL;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cr_assert_eq(ptm_config_load(path, &cfg), PTM_OK, "%s", ptm_last_error());
+    const char *dt = NULL;
+    cr_assert_eq(ptm_config_get_string(cfg, "dtype", &dt), PTM_OK, "%s", ptm_last_error());
+    snprintf(cfg_dtype, cap, "%s", dt);
+    ptm_config_free(cfg);
+    ptm_st_file *f = NULL;
+    cr_assert_eq(ptm_st_open_dir(dir, NULL, &f), PTM_OK, "%s", ptm_last_error());
+    *weights = ptm_st_find(f, "embeddings.word_embeddings.weight")->dtype;
+    ptm_st_close(f);
+}
+
+Test(model, a_save_killed_at_any_instant_leaves_the_old_or_the_new_checkpoint)
+{
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    ptm_model *m = load(FIXTURE("bert-tiny"), NULL);
+    struct ptm_save_opts f32 = {.struct_size = sizeof f32, .dtype = "float32"};
+    struct ptm_save_opts bf16 = {
+        .struct_size = sizeof bf16, .dtype = "bfloat16", .max_shard_size = "20KB"};
+    cr_assert_eq(ptm_model_save(m, dir, &f32), PTM_OK, "%s", ptm_last_error());
+    srand(1234);
+    for (int round = 0; round < 24; round++) {
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) { /* the child saves F32, then sharded BF16, until killed */
+            for (;;) {
+                ptm_model_save(m, dir, &f32);
+                ptm_model_save(m, dir, &bf16);
+            }
+        }
+        usleep((useconds_t)(rand() % 30000));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        char cfg_dtype[32];
+        ptm_dtype w;
+        checkpoint_dtypes(dir, cfg_dtype, sizeof cfg_dtype, &w);
+        cr_assert(w == PTM_F32 || w == PTM_BF16);
+        cr_assert_str_eq(cfg_dtype, w == PTM_F32 ? "float32" : "bfloat16",
+                         "round %d: config says %s, weights are %s", round, cfg_dtype,
+                         ptm_dtype_name(w));
+        ptm_model *back = load(dir, NULL);
+        ptm_model_free(back);
+    }
+    ptm_model_free(m);
+    rm_rf(dir);
+    /* Killed saves leave their temporary siblings behind; clean them up for the test. */
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'.ptm-save-*", dir);
+    cr_assert_eq(system(cmd), 0);
 }
