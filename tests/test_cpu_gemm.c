@@ -197,8 +197,10 @@ Test(cpu_gemm, strided_operands_leave_gaps_untouched)
     int32_t isas[3];
     int n = test_n_isas(isas);
     test_seed(5);
+    const int64_t rows[] = {5, 16, 28, 70}; /* dot, outer 16 and 32 lanes, OpenBLAS */
     for (int t = 0; t < n; t++) {
-        for (int64_t M = 5; M <= 70; M += 65) {
+        for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+            int64_t M = rows[r];
             cpu_ctx ctx = test_ctx(isas[t]);
             int64_t N = 19, K = 23, lda = 30, ldb = 27, ldc = 25;
             float *A = test_randn(M * lda, -1, 1), *B = test_randn(N * ldb, -1, 1);
@@ -225,6 +227,55 @@ Test(cpu_gemm, strided_operands_leave_gaps_untouched)
             free(Ad);
             free(Bd);
             free(Cd);
+            test_ctx_free(&ctx);
+        }
+    }
+}
+
+Test(cpu_gemm, small_m_kernels_match_reference_on_every_row_count_and_edge)
+{
+    /* M = 1..31 crosses both small-M kernels (dot product, outer product with 16 or 32 lanes);
+     * N = 61 leaves partial column tiles on each thread, K = 301 is odd and spans K chunks, and
+     * K = 1536 makes F32 rows a bad L1 stride so the outer kernel steps aside. */
+    int32_t isas[3];
+    int n = test_n_isas(isas);
+    test_seed(6);
+    const ptm_dtype dts[] = {PTM_F32, PTM_BF16, PTM_F16};
+    for (int t = 0; t < n; t++) {
+        for (int64_t M = 1; M < 32; M++) {
+            ptm_dtype dt = dts[M % 3];
+            int32_t act = (int32_t)(M % 5);
+            run_case(isas[t], M, 61, 301, 1, dt, act, (int)(M % 2), act == CPU_ACT_NONE);
+        }
+        for (size_t d = 0; d < 3; d++) {
+            run_case(isas[t], 16, 50, 1536, 1, dts[d], CPU_ACT_GELU, 1, 1);
+            run_case(isas[t], 29, 25, 7, 1, dts[d], CPU_ACT_RELU, 1, 0);
+            run_case(isas[t], 15, 24, 16, 1, dts[d], CPU_ACT_NONE, 0, 1);
+        }
+    }
+}
+
+Test(cpu_gemm, small_m_residual_may_alias_output_in_every_kernel)
+{
+    int32_t isas[3];
+    int n = test_n_isas(isas);
+    test_seed(7);
+    const int64_t rows[] = {1, 8, 16, 28};
+    for (int t = 0; t < n; t++) {
+        for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+            cpu_ctx ctx = test_ctx(isas[t]);
+            int64_t M = rows[r], N = 53, K = 133;
+            float *A = test_randn(M * K, -1, 1), *B = test_randn(N * K, -1, 1);
+            float *C = test_randn(M * N, -1, 1);
+            float *res = malloc((size_t)(M * N) * sizeof(float));
+            memcpy(res, C, (size_t)(M * N) * sizeof(float));
+            struct cpu_epilogue ep = {NULL, CPU_ACT_NONE, C, N};
+            cr_assert_eq(cpu_gemm(&ctx, M, N, K, A, K, B, PTM_F32, K, 1, C, N, &ep), PTM_OK);
+            check_gemm(M, N, K, A, B, 1, &ep, res, C, "aliased residual, small M");
+            free(A);
+            free(B);
+            free(C);
+            free(res);
             test_ctx_free(&ctx);
         }
     }

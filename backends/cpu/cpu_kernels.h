@@ -136,8 +136,10 @@ struct cpu_epilogue {
  * widened to F32 (in registers for small M on AVX-512, per K chunk or whole matrix otherwise)
  * and multiplied in F32, so results equal the F32 GEMM on the widened weights up to summation
  * order; activations are never rounded to BF16. M < 32 with b_trans uses the built-in
- * dot-product kernel, anything else OpenBLAS. C must not overlap A or B; the residual may be C
- * only without an activation (else PTM_E_INVAL). PTM_E_NOMEM when widening scratch fails.
+ * kernels (an AVX-512 outer-product kernel for M in 14..16 and 24..31, keeping per-thread
+ * scratch across calls, else a dot-product kernel), anything else OpenBLAS. C must not overlap
+ * A or B; the residual may be C only without an activation (else PTM_E_INVAL). PTM_E_NOMEM
+ * when widening scratch fails.
  */
 ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A,
                     int64_t lda, const void *B, ptm_dtype b_dtype, int64_t ldb, int32_t b_trans,
