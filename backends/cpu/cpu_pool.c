@@ -19,8 +19,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* About 20-50 microseconds of polling before sleeping: long enough to bridge back-to-back
@@ -126,6 +128,31 @@ static int32_t pool_default_threads(void)
     return n > 0 ? (int32_t)n : 1;
 }
 
+/* Pin worker threads 1..n-1 to distinct allowed CPUs (see the file comment). */
+static void pool_pin(cpu_pool *pool)
+{
+    const char *env = getenv("PTM_THREAD_PIN");
+    cpu_set_t allowed;
+    if ((env != NULL && strcmp(env, "0") == 0) ||
+        sched_getaffinity(0, sizeof allowed, &allowed) != 0 ||
+        CPU_COUNT(&allowed) < pool->n_threads) {
+        return;
+    }
+    int32_t next = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && next < pool->n_threads; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed)) {
+            continue;
+        }
+        if (next > 0 && next <= pool->n_started) { /* index 0 is the caller: left free */
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(cpu, &one);
+            pthread_setaffinity_np(pool->threads[next], sizeof one, &one);
+        }
+        next++;
+    }
+}
+
 ptm_status cpu_pool_new(int32_t n_threads, cpu_pool **out)
 {
     *out = NULL;
@@ -172,6 +199,7 @@ ptm_status cpu_pool_new(int32_t n_threads, cpu_pool **out)
         }
         pool->n_started = i;
     }
+    pool_pin(pool);
     *out = pool;
     return PTM_OK;
 }
