@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fixture_util.h"
 #include "ptm/ptm.h"
 #include "tolerance.h"
 
@@ -33,34 +34,9 @@ static ptm_model *load(const char *dir)
     return load_as(dir, NULL);
 }
 
-static const struct ptm_st_tensor *st_get(ptm_st_file *f, const char *name)
-{
-    for (size_t i = 0; i < ptm_st_count(f); i++) {
-        if (strcmp(ptm_st_at(f, i)->name, name) == 0) {
-            return ptm_st_at(f, i);
-        }
-    }
-    cr_assert_fail("tensor %s missing", name);
-    return NULL;
-}
-
-static ptm_st_file *open_st(const char *dir, const char *file)
-{
-    char path[512];
-    ptm_st_file *f = NULL;
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    cr_assert_eq(ptm_st_open(path, &f), PTM_OK, "%s", ptm_last_error());
-    return f;
-}
-
 static void set_input(ptm_tensor_map *in, const struct ptm_st_tensor *t, const char *name)
 {
-    ptm_device *cpu = NULL;
-    ptm_tensor *x = NULL;
-    cr_assert_eq(ptm_device_get("cpu", &cpu), PTM_OK);
-    cr_assert_eq(ptm_tensor_from_host(cpu, t->dtype, t->ndim, t->shape, t->data, &x), PTM_OK);
-    cr_assert_eq(ptm_tensor_map_set(in, name, x), PTM_OK);
-    ptm_tensor_free(x);
+    set_host_input(in, name, t->dtype, t->ndim, t->shape, t->data);
 }
 
 /* Max abs error of got vs want [B, S, ...] over the positions whose mask is 1 (or over all

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fixture_util.h"
 #include "ptm/ptm.h"
 #include "tolerance.h"
 
@@ -41,41 +42,10 @@ static ptm_model *load(const char *dir, const char *cls)
     return m;
 }
 
-static const struct ptm_st_tensor *st_get(ptm_st_file *f, const char *name)
-{
-    for (size_t i = 0; i < ptm_st_count(f); i++) {
-        if (strcmp(ptm_st_at(f, i)->name, name) == 0) {
-            return ptm_st_at(f, i);
-        }
-    }
-    cr_assert_fail("tensor %s missing", name);
-    return NULL;
-}
-
-static ptm_st_file *open_st(const char *dir, const char *file)
-{
-    char path[512];
-    ptm_st_file *f = NULL;
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    cr_assert_eq(ptm_st_open(path, &f), PTM_OK, "%s", ptm_last_error());
-    return f;
-}
-
-static void set_input(ptm_tensor_map *in, const char *name, ptm_dtype dt, int32_t nd,
-                      const int64_t *shape, const void *data)
-{
-    ptm_device *cpu = NULL;
-    ptm_tensor *x = NULL;
-    cr_assert_eq(ptm_device_get("cpu", &cpu), PTM_OK);
-    cr_assert_eq(ptm_tensor_from_host(cpu, dt, nd, shape, data, &x), PTM_OK);
-    cr_assert_eq(ptm_tensor_map_set(in, name, x), PTM_OK);
-    ptm_tensor_free(x);
-}
-
 static void set_st_input(ptm_tensor_map *in, ptm_st_file *f, const char *name)
 {
     const struct ptm_st_tensor *t = st_get(f, name);
-    set_input(in, name, t->dtype, t->ndim, t->shape, t->data);
+    set_host_input(in, name, t->dtype, t->ndim, t->shape, t->data);
 }
 
 /* Max abs difference of output got against the stored want, over every element. */
@@ -252,7 +222,7 @@ static void check_greedy(const char *dir)
     cr_assert_eq(ptm_config_get_int(ptm_model_config(m), "eos_token_id", &eos), PTM_OK);
     for (int64_t t = 1; t < T; t++) {
         shape[1] = t;
-        set_input(in, "decoder_input_ids", PTM_I64, 2, shape, seq);
+        set_host_input(in, "decoder_input_ids", PTM_I64, 2, shape, seq);
         cr_assert_eq(ptm_tensor_map_new(&out), PTM_OK);
         struct ptm_forward_opts fo = {.struct_size = sizeof fo, .logits_to_keep = 1};
         cr_assert_eq(ptm_model_forward_ex(m, in, out, &fo), PTM_OK, "%s", ptm_last_error());
@@ -327,7 +297,7 @@ Test(t5, decoder_cache_in_two_chunks_matches_transformers)
         for (int64_t b = 0; b < B; b++) {
             memcpy(buf + b * n, (const int64_t *)dec->data + b * T + at, (size_t)n * sizeof *buf);
         }
-        set_input(in, "decoder_input_ids", PTM_I64, 2, shape, buf);
+        set_host_input(in, "decoder_input_ids", PTM_I64, 2, shape, buf);
         ptm_tensor_map *out = NULL;
         cr_assert_eq(ptm_tensor_map_new(&out), PTM_OK);
         struct ptm_forward_opts fo = {.struct_size = sizeof fo, .cache = cache};
@@ -365,7 +335,7 @@ Test(t5, encoder_model_refuses_a_cache)
     ptm_tensor_map *in = NULL, *out = NULL;
     cr_assert_eq(ptm_tensor_map_new(&in), PTM_OK);
     cr_assert_eq(ptm_tensor_map_new(&out), PTM_OK);
-    set_input(in, "input_ids", PTM_I64, 2, shape, ids);
+    set_host_input(in, "input_ids", PTM_I64, 2, shape, ids);
     struct ptm_forward_opts fo = {.struct_size = sizeof fo, .cache = cache};
     cr_expect_eq(ptm_model_forward_ex(m, in, out, &fo), PTM_E_UNSUPPORTED);
     cr_expect_eq(ptm_kv_cache_len(cache), 0);
@@ -571,9 +541,9 @@ Test(t5, new_model_from_config_runs_with_tied_embeddings)
     ptm_tensor_map *in = NULL, *out = NULL;
     cr_assert_eq(ptm_tensor_map_new(&in), PTM_OK);
     cr_assert_eq(ptm_tensor_map_new(&out), PTM_OK);
-    set_input(in, "input_ids", PTM_I64, 2, s_ids, ids);
-    set_input(in, "attention_mask", PTM_I64, 2, s_ids, mask);
-    set_input(in, "decoder_input_ids", PTM_I64, 2, s_dec, dec);
+    set_host_input(in, "input_ids", PTM_I64, 2, s_ids, ids);
+    set_host_input(in, "attention_mask", PTM_I64, 2, s_ids, mask);
+    set_host_input(in, "decoder_input_ids", PTM_I64, 2, s_dec, dec);
     cr_assert_eq(ptm_model_forward(m, in, out, 0), PTM_OK, "%s", ptm_last_error());
     ptm_tensor *logits = ptm_tensor_map_get(out, "logits");
     cr_assert_not_null(logits);
@@ -606,7 +576,7 @@ Test(t5, decoder_layers_default_to_num_layers)
     ptm_tensor_map *in = NULL, *out = NULL;
     cr_assert_eq(ptm_tensor_map_new(&in), PTM_OK);
     cr_assert_eq(ptm_tensor_map_new(&out), PTM_OK);
-    set_input(in, "input_ids", PTM_I64, 2, shape, ids);
+    set_host_input(in, "input_ids", PTM_I64, 2, shape, ids);
     cr_expect_eq(ptm_model_forward(m, in, out, 0), PTM_E_INVAL);
     cr_expect(strstr(ptm_last_error(), "decoder_input_ids") != NULL, "%s", ptm_last_error());
     ptm_tensor_map_free(in);
@@ -622,7 +592,7 @@ Test(t5, seq2seq_without_decoder_input_ids_is_refused)
     ptm_tensor_map *in = NULL, *out = NULL;
     cr_assert_eq(ptm_tensor_map_new(&in), PTM_OK);
     cr_assert_eq(ptm_tensor_map_new(&out), PTM_OK);
-    set_input(in, "input_ids", PTM_I64, 2, shape, ids);
+    set_host_input(in, "input_ids", PTM_I64, 2, shape, ids);
     cr_expect_eq(ptm_model_forward(m, in, out, 0), PTM_E_INVAL);
     cr_expect(strstr(ptm_last_error(), "decoder_input_ids") != NULL, "%s", ptm_last_error());
     ptm_tensor_map_free(in);
