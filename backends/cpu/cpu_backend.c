@@ -194,56 +194,6 @@ static void *at(const struct ptm_kview *v)
     return (char *)((struct cpu_buf *)v->buf)->ptr + v->offset;
 }
 
-static int64_t numel(const struct ptm_kview *v)
-{
-    int64_t n = 1;
-    for (int32_t i = 0; i < v->ndim; i++) {
-        n *= v->ne[i];
-    }
-    return n;
-}
-
-static int is_contiguous(const struct ptm_kview *v)
-{
-    int64_t stride = (int64_t)ptm_dtype_size(v->dtype);
-    for (int32_t i = v->ndim - 1; i >= 0; i--) {
-        if (v->ne[i] != 1 && v->nb[i] != stride) {
-            return 0;
-        }
-        stride *= v->ne[i];
-    }
-    return 1;
-}
-
-/* A view as rows x cols with one row stride (elements): the last dim packed, the leading
- * dims collapsible into one (dims of size 1 do not count). Returns 0 when the layout does
- * not fold that way. */
-static int as_rows(const struct ptm_kview *v, int64_t *rows, int64_t *cols, int64_t *ld)
-{
-    int64_t es = (int64_t)ptm_dtype_size(v->dtype);
-    int32_t last = v->ndim - 1;
-    if (v->ne[last] != 1 && v->nb[last] != es) {
-        return 0;
-    }
-    *cols = v->ne[last];
-    *rows = 1;
-    *ld = *cols;
-    int64_t inner = -1; /* byte stride the next outer dim must have, once one is seen */
-    for (int32_t i = last - 1; i >= 0; i--) {
-        if (v->ne[i] == 1) {
-            continue;
-        }
-        if (inner < 0) {
-            *ld = v->nb[i] / es;
-        } else if (v->nb[i] != inner) {
-            return 0;
-        }
-        inner = v->nb[i] * v->ne[i];
-        *rows *= v->ne[i];
-    }
-    return 1;
-}
-
 static ptm_status unsupported(const char *op, const char *what)
 {
     return ptm_error_set(PTM_E_UNSUPPORTED, "cpu: %s: %s", op, what);
@@ -258,11 +208,11 @@ static ptm_status cpu_matmul(void *ctx, const struct ptm_kview *out, const struc
 {
     struct cpu_state *s = ctx;
     int64_t m, k, lda, mo, n, ldo, br, bc, ldb;
-    if (a->dtype != PTM_F32 || out->dtype != PTM_F32 || !as_rows(a, &m, &k, &lda) ||
-        !as_rows(out, &mo, &n, &ldo) || !as_rows(b, &br, &bc, &ldb)) {
+    if (a->dtype != PTM_F32 || out->dtype != PTM_F32 || !ptm_kview_rows(a, &m, &k, &lda) ||
+        !ptm_kview_rows(out, &mo, &n, &ldo) || !ptm_kview_rows(b, &br, &bc, &ldb)) {
         return unsupported("matmul", "needs F32 a and out with packed rows");
     }
-    if (bias != NULL && (bias->dtype != PTM_F32 || !is_contiguous(bias))) {
+    if (bias != NULL && (bias->dtype != PTM_F32 || !ptm_kview_is_contiguous(bias))) {
         return unsupported("matmul", "bias must be contiguous F32");
     }
     int32_t act = (int32_t)((flags >> PTM_MM_ACT_SHIFT) & 0xffu);
@@ -279,12 +229,13 @@ static ptm_status cpu_unary(void *ctx, int32_t op, const struct ptm_kview *out,
                             const struct ptm_kview *x)
 {
     struct cpu_state *s = ctx;
-    if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || !is_contiguous(x) || !is_contiguous(out)) {
+    if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || !ptm_kview_is_contiguous(x) ||
+        !ptm_kview_is_contiguous(out)) {
         return unsupported("unary", "needs contiguous F32");
     }
     float *o = at(out);
     const float *in = at(x);
-    int64_t n = numel(x);
+    int64_t n = ptm_kview_numel(x);
     if (op == PTM_UNARY_TANH) {
         for (int64_t i = 0; i < n; i++) {
             o[i] = tanhf(in[i]);
@@ -302,11 +253,12 @@ static ptm_status cpu_binary(void *ctx, int32_t op, const struct ptm_kview *out,
                              const struct ptm_kview *a, const struct ptm_kview *b)
 {
     struct cpu_state *s = ctx;
-    if (a->dtype != PTM_F32 || b->dtype != PTM_F32 || out->dtype != PTM_F32 || !is_contiguous(a) ||
-        !is_contiguous(b) || !is_contiguous(out)) {
+    if (a->dtype != PTM_F32 || b->dtype != PTM_F32 || out->dtype != PTM_F32 ||
+        !ptm_kview_is_contiguous(a) || !ptm_kview_is_contiguous(b) ||
+        !ptm_kview_is_contiguous(out)) {
         return unsupported("binary", "needs contiguous F32");
     }
-    int64_t n = numel(a), nb = numel(b);
+    int64_t n = ptm_kview_numel(a), nb = ptm_kview_numel(b);
     const float *pa = at(a), *pb = at(b);
     float *po = at(out);
     for (int64_t i = 0; nb > 0 && i < n; i += nb) {
@@ -323,10 +275,10 @@ static ptm_status cpu_scale_op(void *ctx, const struct ptm_kview *out, const str
                                float sc)
 {
     struct cpu_state *s = ctx;
-    if (x->dtype != PTM_F32 || !is_contiguous(x) || !is_contiguous(out)) {
+    if (x->dtype != PTM_F32 || !ptm_kview_is_contiguous(x) || !ptm_kview_is_contiguous(out)) {
         return unsupported("scale", "needs contiguous F32");
     }
-    cpu_scale(&s->k, numel(x), at(x), sc, at(out));
+    cpu_scale(&s->k, ptm_kview_numel(x), at(x), sc, at(out));
     return PTM_OK;
 }
 
@@ -337,8 +289,8 @@ static ptm_status cpu_norm(void *ctx, int32_t kind, const struct ptm_kview *out,
     struct cpu_state *s = ctx;
     int64_t rows, n, ldx, ro, no, ldo, rr = 0, nr = 0, ldr = 0;
     if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || w->dtype != PTM_F32 ||
-        (b && b->dtype != PTM_F32) || !as_rows(x, &rows, &n, &ldx) ||
-        !as_rows(out, &ro, &no, &ldo) || (res && !as_rows(res, &rr, &nr, &ldr))) {
+        (b && b->dtype != PTM_F32) || !ptm_kview_rows(x, &rows, &n, &ldx) ||
+        !ptm_kview_rows(out, &ro, &no, &ldo) || (res && !ptm_kview_rows(res, &rr, &nr, &ldr))) {
         return unsupported("norm", "needs F32 operands with packed rows");
     }
     if (kind == PTM_NORM_LAYER) {
@@ -355,7 +307,8 @@ static ptm_status cpu_softmax_op(void *ctx, const struct ptm_kview *out, const s
 {
     struct cpu_state *s = ctx;
     int64_t rows, n, ldx, ro, no, ldo;
-    if (x->dtype != PTM_F32 || !as_rows(x, &rows, &n, &ldx) || !as_rows(out, &ro, &no, &ldo)) {
+    if (x->dtype != PTM_F32 || !ptm_kview_rows(x, &rows, &n, &ldx) ||
+        !ptm_kview_rows(out, &ro, &no, &ldo)) {
         return unsupported("softmax", "needs F32 with packed rows");
     }
     cpu_softmax(&s->k, rows, n, at(x), ldx, at(out), ldo);
@@ -366,11 +319,11 @@ static ptm_status cpu_embedding(void *ctx, const struct ptm_kview *out,
                                 const struct ptm_kview *table, const struct ptm_kview *ids)
 {
     struct cpu_state *s = ctx;
-    if (out->dtype != PTM_F32 || !is_contiguous(out) || !is_contiguous(table) ||
-        !is_contiguous(ids)) {
+    if (out->dtype != PTM_F32 || !ptm_kview_is_contiguous(out) || !ptm_kview_is_contiguous(table) ||
+        !ptm_kview_is_contiguous(ids)) {
         return unsupported("embedding", "needs contiguous operands and F32 out");
     }
-    return cpu_embed_gather(&s->k, numel(ids), at(ids), (ptm_dtype)ids->dtype, at(table),
+    return cpu_embed_gather(&s->k, ptm_kview_numel(ids), at(ids), (ptm_dtype)ids->dtype, at(table),
                             (ptm_dtype)table->dtype, table->ne[0], table->ne[1], at(out));
 }
 
@@ -421,7 +374,7 @@ static ptm_status cpu_attention_op(void *ctx, const struct ptm_attn_args *x)
         !bshd(x->v, &a.v_bs, &a.v_ss, &a.v_hs) || !bshd(x->out, &a.o_bs, &a.o_ss, &a.o_hs)) {
         return unsupported("attention", "needs F32 [B, S, H, D] views with packed heads");
     }
-    if (x->bias != NULL && (x->bias->dtype != PTM_F32 || !is_contiguous(x->bias))) {
+    if (x->bias != NULL && (x->bias->dtype != PTM_F32 || !ptm_kview_is_contiguous(x->bias))) {
         return unsupported("attention", "bias must be contiguous F32 [H, Sq, Sk]");
     }
     a.q = at(x->q);
@@ -443,7 +396,7 @@ static ptm_status cpu_convert_op(void *ctx, const struct ptm_kview *out, const s
 {
     struct cpu_state *s = ctx;
     int64_t rows, cols, ld;
-    if (!is_contiguous(out) || !as_rows(x, &rows, &cols, &ld)) {
+    if (!ptm_kview_is_contiguous(out) || !ptm_kview_rows(x, &rows, &cols, &ld)) {
         return unsupported("convert", "needs packed rows");
     }
     size_t in_es = ptm_dtype_size(x->dtype), out_es = ptm_dtype_size(out->dtype);
@@ -467,7 +420,8 @@ static ptm_status cpu_rope_op(void *ctx, const struct ptm_rope_args *r)
     struct cpu_state *s = ctx;
     const struct ptm_kview *x = r->x, *p = r->positions;
     if (x->dtype != PTM_F32 || x->ndim != 4 || (x->ne[3] > 1 && x->nb[3] != 4) ||
-        r->inv_freq->dtype != PTM_F32 || !is_contiguous(r->inv_freq) || !is_contiguous(p)) {
+        r->inv_freq->dtype != PTM_F32 || !ptm_kview_is_contiguous(r->inv_freq) ||
+        !ptm_kview_is_contiguous(p)) {
         return unsupported("rope", "needs an F32 [B, S, H, D] view with packed heads");
     }
     int64_t B = x->ne[0], S = x->ne[1];

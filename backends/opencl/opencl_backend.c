@@ -149,54 +149,6 @@ static cl_ulong eoff(const struct ptm_kview *v)
     return v != NULL ? v->offset / ptm_dtype_size(v->dtype) : 0;
 }
 
-static int64_t numel(const struct ptm_kview *v)
-{
-    int64_t n = 1;
-    for (int32_t i = 0; i < v->ndim; i++) {
-        n *= v->ne[i];
-    }
-    return n;
-}
-
-static int is_contiguous(const struct ptm_kview *v)
-{
-    int64_t stride = (int64_t)ptm_dtype_size(v->dtype);
-    for (int32_t i = v->ndim - 1; i >= 0; i--) {
-        if (v->ne[i] != 1 && v->nb[i] != stride) {
-            return 0;
-        }
-        stride *= v->ne[i];
-    }
-    return v->offset % ptm_dtype_size(v->dtype) == 0;
-}
-
-/* A view as rows x cols with one row stride (elements), as the CPU backend folds it. */
-static int as_rows(const struct ptm_kview *v, int64_t *rows, int64_t *cols, int64_t *ld)
-{
-    int64_t es = (int64_t)ptm_dtype_size(v->dtype);
-    int32_t last = v->ndim - 1;
-    if ((v->ne[last] != 1 && v->nb[last] != es) || v->offset % (uint64_t)es != 0) {
-        return 0;
-    }
-    *cols = v->ne[last];
-    *rows = 1;
-    *ld = *cols;
-    int64_t inner = -1;
-    for (int32_t i = last - 1; i >= 0; i--) {
-        if (v->ne[i] == 1) {
-            continue;
-        }
-        if (inner < 0) {
-            *ld = v->nb[i] / es;
-        } else if (v->nb[i] != inner) {
-            return 0;
-        }
-        inner = v->nb[i] * v->ne[i];
-        *rows *= v->ne[i];
-    }
-    return 1;
-}
-
 /* The kernels' weight dtype code (DT_* in the .cl file), or -1. */
 static int wdt(int32_t dtype)
 {
@@ -265,10 +217,11 @@ static ptm_status ocl_matmul(void *ctx, const struct ptm_kview *out, const struc
 {
     int64_t m, k, lda, mo, n, ldo, br, bc, ldb;
     if (a->dtype != PTM_F32 || out->dtype != PTM_F32 || wdt(b->dtype) < 0 ||
-        !as_rows(a, &m, &k, &lda) || !as_rows(out, &mo, &n, &ldo) || !as_rows(b, &br, &bc, &ldb)) {
+        !ptm_kview_rows(a, &m, &k, &lda) || !ptm_kview_rows(out, &mo, &n, &ldo) ||
+        !ptm_kview_rows(b, &br, &bc, &ldb)) {
         return unsupported("matmul", "needs F32 a and out, F32/F16/BF16 b, packed rows");
     }
-    if (bias != NULL && (bias->dtype != PTM_F32 || !is_contiguous(bias))) {
+    if (bias != NULL && (bias->dtype != PTM_F32 || !ptm_kview_is_contiguous(bias))) {
         return unsupported("matmul", "bias must be contiguous F32");
     }
     int32_t act = (int32_t)((flags >> PTM_MM_ACT_SHIFT) & 0xffu);
@@ -286,28 +239,30 @@ static ptm_status ocl_matmul(void *ctx, const struct ptm_kview *out, const struc
 static ptm_status ocl_unary(void *ctx, int32_t op, const struct ptm_kview *out,
                             const struct ptm_kview *x)
 {
-    if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || !is_contiguous(x) || !is_contiguous(out)) {
+    if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || !ptm_kview_is_contiguous(x) ||
+        !ptm_kview_is_contiguous(out)) {
         return unsupported("unary", "needs contiguous F32");
     }
     if (op < PTM_UNARY_GELU || op > PTM_UNARY_TANH) {
         return unsupported("unary", "unknown op");
     }
-    const size_t global[1] = {(size_t)numel(x)};
+    const size_t global[1] = {(size_t)ptm_kview_numel(x)};
     return LAUNCH(ctx, OCL_K_UNARY, "unary", 1, global, NULL, A_MEM(mem_of(out)), A_U64(eoff(out)),
-                  A_MEM(mem_of(x)), A_U64(eoff(x)), A_I32(op), A_I64(numel(x)));
+                  A_MEM(mem_of(x)), A_U64(eoff(x)), A_I32(op), A_I64(ptm_kview_numel(x)));
 }
 
 static ptm_status ocl_binary(void *ctx, int32_t op, const struct ptm_kview *out,
                              const struct ptm_kview *a, const struct ptm_kview *b)
 {
-    if (a->dtype != PTM_F32 || b->dtype != PTM_F32 || out->dtype != PTM_F32 || !is_contiguous(a) ||
-        !is_contiguous(b) || !is_contiguous(out)) {
+    if (a->dtype != PTM_F32 || b->dtype != PTM_F32 || out->dtype != PTM_F32 ||
+        !ptm_kview_is_contiguous(a) || !ptm_kview_is_contiguous(b) ||
+        !ptm_kview_is_contiguous(out)) {
         return unsupported("binary", "needs contiguous F32");
     }
     if (op != PTM_BINARY_ADD && op != PTM_BINARY_MUL) {
         return unsupported("binary", "unknown op");
     }
-    int64_t n = numel(a), nb = numel(b);
+    int64_t n = ptm_kview_numel(a), nb = ptm_kview_numel(b);
     const size_t global[1] = {nb > 0 ? (size_t)n : 0};
     return LAUNCH(ctx, OCL_K_BINARY, "binary", 1, global, NULL, A_MEM(mem_of(out)),
                   A_U64(eoff(out)), A_MEM(mem_of(a)), A_U64(eoff(a)), A_MEM(mem_of(b)),
@@ -317,12 +272,13 @@ static ptm_status ocl_binary(void *ctx, int32_t op, const struct ptm_kview *out,
 static ptm_status ocl_scale(void *ctx, const struct ptm_kview *out, const struct ptm_kview *x,
                             float sc)
 {
-    if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || !is_contiguous(x) || !is_contiguous(out)) {
+    if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || !ptm_kview_is_contiguous(x) ||
+        !ptm_kview_is_contiguous(out)) {
         return unsupported("scale", "needs contiguous F32");
     }
-    const size_t global[1] = {(size_t)numel(x)};
+    const size_t global[1] = {(size_t)ptm_kview_numel(x)};
     return LAUNCH(ctx, OCL_K_SCALE, "scale", 1, global, NULL, A_MEM(mem_of(out)), A_U64(eoff(out)),
-                  A_MEM(mem_of(x)), A_U64(eoff(x)), A_F32(sc), A_I64(numel(x)));
+                  A_MEM(mem_of(x)), A_U64(eoff(x)), A_F32(sc), A_I64(ptm_kview_numel(x)));
 }
 
 /* Work-group size for row reductions: a power of two up to 256, about the row length. */
@@ -341,9 +297,10 @@ static ptm_status ocl_norm(void *ctx, int32_t kind, const struct ptm_kview *out,
 {
     int64_t rows, n, ldx, ro, no, ldo, rr = 0, nr = 0, ldr = 0;
     if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || w->dtype != PTM_F32 ||
-        (b && b->dtype != PTM_F32) || (res && res->dtype != PTM_F32) || !is_contiguous(w) ||
-        (b && !is_contiguous(b)) || !as_rows(x, &rows, &n, &ldx) || !as_rows(out, &ro, &no, &ldo) ||
-        (res && !as_rows(res, &rr, &nr, &ldr))) {
+        (b && b->dtype != PTM_F32) || (res && res->dtype != PTM_F32) ||
+        !ptm_kview_is_contiguous(w) || (b && !ptm_kview_is_contiguous(b)) ||
+        !ptm_kview_rows(x, &rows, &n, &ldx) || !ptm_kview_rows(out, &ro, &no, &ldo) ||
+        (res && !ptm_kview_rows(res, &rr, &nr, &ldr))) {
         return unsupported("norm", "needs F32 operands with packed rows");
     }
     if (kind != PTM_NORM_LAYER && kind != PTM_NORM_RMS) {
@@ -360,8 +317,8 @@ static ptm_status ocl_norm(void *ctx, int32_t kind, const struct ptm_kview *out,
 static ptm_status ocl_softmax(void *ctx, const struct ptm_kview *out, const struct ptm_kview *x)
 {
     int64_t rows, n, ldx, ro, no, ldo;
-    if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || !as_rows(x, &rows, &n, &ldx) ||
-        !as_rows(out, &ro, &no, &ldo)) {
+    if (x->dtype != PTM_F32 || out->dtype != PTM_F32 || !ptm_kview_rows(x, &rows, &n, &ldx) ||
+        !ptm_kview_rows(out, &ro, &no, &ldo)) {
         return unsupported("softmax", "needs F32 with packed rows");
     }
     size_t g = row_group(n);
@@ -375,7 +332,7 @@ static ptm_status ocl_softmax(void *ctx, const struct ptm_kview *out, const stru
  * table, and reading back a few ids costs less than a flag buffer round trip. */
 static ptm_status check_ids(struct ocl_state *s, const struct ptm_kview *ids, int64_t n_rows)
 {
-    int64_t n = numel(ids);
+    int64_t n = ptm_kview_numel(ids);
     size_t es = ptm_dtype_size(ids->dtype);
     void *host = malloc((size_t)n * es + 1);
     if (host == NULL) {
@@ -399,8 +356,8 @@ static ptm_status check_ids(struct ocl_state *s, const struct ptm_kview *ids, in
 static ptm_status ocl_embedding(void *ctx, const struct ptm_kview *out,
                                 const struct ptm_kview *table, const struct ptm_kview *ids)
 {
-    if (out->dtype != PTM_F32 || wdt(table->dtype) < 0 || !is_contiguous(out) ||
-        !is_contiguous(table) || !is_contiguous(ids) || table->ndim != 2 ||
+    if (out->dtype != PTM_F32 || wdt(table->dtype) < 0 || !ptm_kview_is_contiguous(out) ||
+        !ptm_kview_is_contiguous(table) || !ptm_kview_is_contiguous(ids) || table->ndim != 2 ||
         (ids->dtype != PTM_I32 && ids->dtype != PTM_I64)) {
         return unsupported("embedding", "needs contiguous operands, F32 out, I32/I64 ids");
     }
@@ -408,7 +365,7 @@ static ptm_status ocl_embedding(void *ctx, const struct ptm_kview *out,
     if (st != PTM_OK) {
         return st;
     }
-    int64_t n_ids = numel(ids), dim = table->ne[1];
+    int64_t n_ids = ptm_kview_numel(ids), dim = table->ne[1];
     const size_t global[1] = {(size_t)(n_ids * dim)};
     return LAUNCH(ctx, OCL_K_EMBEDDING, "embedding", 1, global, NULL, A_MEM(mem_of(out)),
                   A_U64(eoff(out)), A_MEM(mem_of(table)), A_U64(eoff(table)),
@@ -483,8 +440,8 @@ static ptm_status ocl_attention(void *ctx, const struct ptm_attn_args *x)
     if (d.D > ATTN_MAX_D) {
         return unsupported("attention", "head dim above 256");
     }
-    if (x->bias != NULL && (x->bias->dtype != PTM_F32 || !is_contiguous(x->bias) ||
-                            numel(x->bias) != d.H * d.Sq * d.Sk)) {
+    if (x->bias != NULL && (x->bias->dtype != PTM_F32 || !ptm_kview_is_contiguous(x->bias) ||
+                            ptm_kview_numel(x->bias) != d.H * d.Sq * d.Sk)) {
         return unsupported("attention", "bias must be contiguous F32 [H, Sq, Sk]");
     }
     if (!mask_dims(x->key_mask, &d)) {
@@ -501,8 +458,9 @@ static ptm_status ocl_rope(void *ctx, const struct ptm_rope_args *r)
 {
     const struct ptm_kview *x = r->x, *p = r->positions;
     if (x->dtype != PTM_F32 || x->ndim != 4 || (x->ne[3] > 1 && x->nb[3] != 4) ||
-        x->offset % 4 != 0 || r->inv_freq->dtype != PTM_F32 || !is_contiguous(r->inv_freq) ||
-        !is_contiguous(p) || (p->dtype != PTM_I32 && p->dtype != PTM_I64)) {
+        x->offset % 4 != 0 || r->inv_freq->dtype != PTM_F32 ||
+        !ptm_kview_is_contiguous(r->inv_freq) || !ptm_kview_is_contiguous(p) ||
+        (p->dtype != PTM_I32 && p->dtype != PTM_I64)) {
         return unsupported("rope", "needs an F32 [B, S, H, D] view with packed heads");
     }
     int64_t half = r->rot_dims / 2, n = x->ne[0] * x->ne[1] * x->ne[2] * half;
@@ -517,7 +475,7 @@ static ptm_status ocl_rope(void *ctx, const struct ptm_rope_args *r)
 static ptm_status ocl_convert(void *ctx, const struct ptm_kview *out, const struct ptm_kview *x)
 {
     int64_t rows, cols, ld;
-    if (!is_contiguous(out) || !as_rows(x, &rows, &cols, &ld)) {
+    if (!ptm_kview_is_contiguous(out) || !ptm_kview_rows(x, &rows, &cols, &ld)) {
         return unsupported("convert", "needs packed rows");
     }
     int64_t n = rows * cols;

@@ -35,6 +35,23 @@ struct ptm_kview {
     int64_t nb[PTM_MAX_DIMS]; /* strides in bytes */
 };
 
+/* Helpers for backends (implemented in libptm), so each backend need not rewrite them. */
+
+/* ptm_kview_numel - the number of elements of v. */
+PTM_API int64_t ptm_kview_numel(const struct ptm_kview *v);
+
+/* ptm_kview_is_contiguous - 1 if v's elements are packed row-major from its offset (dims of
+ * size 1 ignored) and the offset is a whole number of elements; else 0. */
+PTM_API int32_t ptm_kview_is_contiguous(const struct ptm_kview *v);
+
+/*
+ * ptm_kview_rows - v as rows x cols with one row stride ld (in elements): the last dim packed,
+ * the leading dims collapsible into one (dims of size 1 do not count), the offset a whole
+ * number of elements. Returns 1 and fills the outputs, or 0 when v does not fold that way.
+ */
+PTM_API int32_t ptm_kview_rows(const struct ptm_kview *v, int64_t *rows, int64_t *cols,
+                               int64_t *ld);
+
 /* Matmul flags. */
 #define PTM_MM_TRANS_B 1u /* b is [N, K] (nn.Linear weight layout): out = a . b^T */
 /* An activation fused after bias: (flags >> PTM_MM_ACT_SHIFT) & 0xff is a PTM_UNARY_* op. */
