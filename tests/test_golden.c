@@ -155,7 +155,9 @@ Test(golden, every_fixture_matches_transformers_on_every_backend)
         const char *be = ptm_backend_name_at(b);
         int32_t n_dev = 0;
         if (ptm_backend_devices(be, &n_dev) != PTM_OK || n_dev == 0) {
-            cr_log_warn("backend %s: no device (%s); skipped", be, ptm_last_error());
+            /* Info, not warn: Criterion 2.4 fails the run when anything logs a warning, and a
+             * backend with no device here (no GPU) is not a failure. */
+            cr_log_info("backend %s: no device (%s); skipped", be, ptm_last_error());
             continue;
         }
         ptm_device *dev = NULL;

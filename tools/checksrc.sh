@@ -12,16 +12,16 @@ if hits=$(grep -rnE "$banned" "${lib_dirs[@]}" --include='*.c' --include='*.h' -
     fail=1
 fi
 if hits=$(grep -rnE '\b(printf|puts|putchar)[[:space:]]*\(' "${lib_dirs[@]}" --include='*.c' \
-          --include='*.h' | grep -vE '^[^:]+:[0-9]+:[[:space:]]*(/\*|\*|//)'); then
+          --include='*.h' --include='*.cu' | grep -vE '^[^:]+:[0-9]+:[[:space:]]*(/\*|\*|//)'); then
     echo "checksrc: library code writes to stdout:" >&2
     echo "$hits" >&2
     fail=1
 fi
 if command -v clang-format >/dev/null; then
-    files=$(git ls-files '*.c' '*.h' | grep -v '^tests/fixtures/')
+    files=$(git ls-files '*.c' '*.h' '*.cu' | grep -v '^tests/fixtures/')
     if [ -n "$files" ] && ! clang-format --dry-run --Werror $files 2>/tmp/checksrc.fmt; then
         echo "checksrc: not clang-formatted (run: clang-format -i FILE):" >&2
-        grep -oE '^[^:]+\.(c|h)' /tmp/checksrc.fmt | sort -u >&2
+        grep -oE '^[^:]+\.(c|h|cu)' /tmp/checksrc.fmt | sort -u >&2
         fail=1
     fi
 fi
