@@ -17,6 +17,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "st_copy.h"
 
 static uint64_t load_le64(const unsigned char *p)
 {
@@ -336,18 +337,22 @@ ptm_status ptm__st_image_map(const char *path, struct ptm__st_image *img)
     /* MAP_PRIVATE and PROT_READ: the pages stay in the page cache and are never written. */
     void *p = mmap(NULL, img->len, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
-    close(fd);
     if (p == MAP_FAILED) {
+        close(fd);
         return ptm__fail(PTM_E_IO, "%s: cannot map %zu bytes: %s", path, img->len, strerror(e));
     }
     img->base = p;
     img->is_mapped = 1;
-    return ptm__st_image_parse(img);
+    /* The descriptor stays open with the mapping: saving these bytes again copies them from
+     * this very file (st_copy.c), never from whatever the path names by then. */
+    ptm_status st = ptm__st_source_add(p, img->len, fd, img->path);
+    return st == PTM_OK ? ptm__st_image_parse(img) : st;
 }
 
 void ptm__st_image_release(struct ptm__st_image *img)
 {
     if (img->is_mapped) {
+        ptm__st_source_remove(img->base);
         munmap((void *)img->base, img->len);
     }
     ptm__jstrict_free(img->doc);

@@ -1,7 +1,8 @@
 /*
  * st_write.c - writing one safetensors file atomically (temporary file, fsync, rename, fsync
  * of the directory), the header's JSON, validation of what is written, and HF size strings.
- * Splitting a checkpoint into shards and replacing an old one is st_save.c.
+ * Splitting a checkpoint into shards and replacing an old one is st_save.c; the syscalls that
+ * move tensor bytes into the file (a copy in the kernel from a mapped source) are st_copy.c.
  */
 #include "safetensors.h"
 
@@ -11,12 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <strings.h>
 #include <unistd.h>
 
 #include "alloc.h"
 #include "error.h"
+#include "st_copy.h"
 
 struct sbuf {
     char *p;
@@ -284,41 +285,6 @@ static ptm_status build_header(struct sbuf *b, const struct ptm_st_entry *t, con
     return b->oom ? ptm__fail(PTM_E_NOMEM, "safetensors write: out of memory") : PTM_OK;
 }
 
-/* Tell the kernel a large source range will be read once, in order: when it is a mapped
- * checkpoint (saving a loaded model) this turns per-page faults into read-ahead. Advice on
- * ordinary heap memory is harmless; failures are ignored. */
-static void advise_sequential(const void *p, uint64_t n)
-{
-    long page = sysconf(_SC_PAGESIZE);
-    if (n < (8u << 20) || page <= 0) {
-        return;
-    }
-    uintptr_t start = (uintptr_t)p & ~(uintptr_t)(page - 1);
-    size_t len = (size_t)((uintptr_t)p + n - start);
-    madvise((void *)start, len, MADV_SEQUENTIAL);
-    madvise((void *)start, len, MADV_WILLNEED);
-}
-
-static ptm_status write_all(int fd, const char *path, const void *p, uint64_t n)
-{
-    const char *c = p;
-    advise_sequential(p, n);
-    while (n > 0) {
-        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
-        ssize_t w = write(fd, c, chunk);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return ptm__fail(PTM_E_IO, "%s: write failed: %s", path,
-                             w < 0 ? strerror(errno) : "no progress");
-        }
-        c += w;
-        n -= (uint64_t)w;
-    }
-    return PTM_OK;
-}
-
 ptm_status ptm__st_fsync_dir(const char *dir)
 {
     int fd = open(dir && dir[0] ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -352,11 +318,15 @@ static ptm_status write_atomic(const char *path, const void *const *parts, const
     if (fd < 0) {
         st = ptm__fail(PTM_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
     }
+    struct ptm__st_out out = {.fd = fd, .path = tmp};
     for (size_t k = 0; st == PTM_OK && k < n_parts; k++) {
-        st = write_all(fd, tmp, parts[k], sizes[k]);
+        st = ptm__st_out_put(&out, parts[k], sizes[k]);
     }
     if (st == PTM_OK && fsync(fd) != 0) {
         st = ptm__fail(PTM_E_IO, "%s: fsync failed: %s", tmp, strerror(errno));
+    }
+    if (st == PTM_OK) {
+        ptm__st_out_synced(&out);
     }
     if (fd >= 0 && close(fd) != 0 && st == PTM_OK) {
         st = ptm__fail(PTM_E_IO, "%s: close failed: %s", tmp, strerror(errno));

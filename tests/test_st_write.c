@@ -211,6 +211,41 @@ Test(st_write, shards_like_huggingface_hub)
     remove_dir(dir);
 }
 
+/* Offset of t in its file's data buffer: f's first tensor (by offset) starts it. */
+static uint64_t data_offset(const ptm_st_file *f, const struct ptm_st_tensor *t)
+{
+    return (uint64_t)((const char *)t->data - (const char *)ptm_st_at(f, 0)->data);
+}
+
+/* The safetensors library orders a file's data by dtype (its enum, descending), then name;
+ * ptm_st_save does too, whatever order it is given, so every offset is the library's. */
+Test(st_write, lays_out_data_as_the_safetensors_library_does)
+{
+    ptm_st_file *lib = NULL;
+    cr_assert_eq(ptm_st_open(FIXTURE("st/all_dtypes.safetensors"), &lib), PTM_OK);
+    size_t n = ptm_st_count(lib);
+    struct ptm_st_entry t[16];
+    cr_assert_leq(n, 16);
+    for (size_t k = 0; k < n; k++) { /* the reverse of the library's order */
+        const struct ptm_st_tensor *h = ptm_st_at(lib, n - 1 - k);
+        t[k] = entry(h->name, h->dtype, h->ndim, h->shape, h->data);
+    }
+    char dir[512], path[600];
+    make_dir(dir, sizeof dir, "layout");
+    cr_assert_eq(ptm_st_save(dir, NULL, 0, t, n, NULL), PTM_OK, "%s", ptm_last_error());
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ptm_st_file *f = NULL;
+    cr_assert_eq(ptm_st_open(path, &f), PTM_OK, "%s", ptm_last_error());
+    cr_assert(same_tensors(f, t, n));
+    for (size_t k = 0; k < n; k++) {
+        const struct ptm_st_tensor *h = ptm_st_at(lib, k), *g = ptm_st_find(f, h->name);
+        cr_assert_eq(data_offset(f, g), data_offset(lib, h), "%s", h->name);
+    }
+    ptm_st_close(f);
+    ptm_st_close(lib);
+    remove_dir(dir);
+}
+
 /* huggingface_hub: a tensor larger than the limit gets a shard of its own, created at once. */
 Test(st_write, gives_an_oversized_tensor_its_own_shard)
 {

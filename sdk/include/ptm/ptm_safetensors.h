@@ -9,6 +9,9 @@
  *
  * Reading maps the files read-only and validates every header field strictly; opening costs
  * O(header) and never touches the data pages. Tensor data pointers point into the mapping.
+ * Each mapped file keeps one read-only descriptor open until ptm_st_close: writing those
+ * tensors again copies their bytes from it inside the kernel (copy_file_range), never through
+ * the path, which may name another file by then.
  *
  * Checkpoint directory rule (what ptm_st_save writes and ptm_st_open_dir reads): for a
  * variant V (or none), the single file "model.V.safetensors" ("model.safetensors") wins when
@@ -87,7 +90,7 @@ PTM_API ptm_status ptm_st_open_dir(const char *dir, const char *variant, ptm_st_
 PTM_API ptm_status ptm_st_open_memory(const void *buf, size_t n, const char *label,
                                       ptm_st_file **out);
 
-/* ptm_st_close - unmap and free everything the handle owns. NULL ok. */
+/* ptm_st_close - unmap, close and free everything the handle owns. NULL ok. */
 PTM_API void ptm_st_close(ptm_st_file *f);
 
 /* ptm_st_count - number of tensors (for sharded sets: those the index lists). */
@@ -145,7 +148,9 @@ PTM_API ptm_status ptm_st_write(const char *path, const struct ptm_st_entry *t, 
  * "model-00001-of-0000N.safetensors" ("model.V-00001-of-0000N.safetensors") plus the index
  * "model.safetensors.index.json" ("model.safetensors.index.V.json") holding
  * {"metadata": {"total_size": bytes}, "weight_map": {name: shard, ...}} with sorted keys.
- * Every shard gets the same metadata.
+ * Every shard gets the same metadata. Within each file the data is laid out as the safetensors
+ * library lays it out (by dtype, in its enum order descending, then by name), not in the given
+ * order: tensors saved back from the files they were loaded from land at their old offsets.
  *
  * Atomicity, under the directory rule above: whenever the process dies, dir holds the
  * complete old checkpoint or the complete new one. New files are written as temporaries,
