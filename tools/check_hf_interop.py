@@ -8,6 +8,7 @@ the fixture's reference outputs (bf16: within the bf16 tolerance). Usage:
     python3 tools/check_hf_interop.py [--ptm build/bin/ptm]
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -53,9 +54,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ptm", default=os.path.join(ROOT, "build", "bin", "ptm"))
     args = ap.parse_args()
-    failed = 0
+    failed = skipped = 0
     fixtures = sorted(d for d in os.listdir(FIXTURES) if d.startswith("bert-tiny"))
     for fixture in fixtures:
+        # transformers 5 dropped head pruning: it cannot load a pruned checkpoint at all.
+        with open(os.path.join(FIXTURES, fixture, "config.json")) as f:
+            pruned = json.load(f).get("pruned_heads")
+        if pruned and not hasattr(transformers.PreTrainedModel, "prune_heads"):
+            print(f"skip {fixture:22s} transformers {transformers.__version__} has no head pruning")
+            skipped += len(CASES)
+            continue
         for label, extra, variant, tol in CASES:
             with tempfile.TemporaryDirectory() as out:
                 # A bf16 fixture's references are transformers' bf16 outputs.
@@ -63,7 +71,8 @@ def main():
                                      max(tol, 6e-2) if "bf16" in fixture else tol, out)
             failed += not ok
             print(f"{'ok  ' if ok else 'FAIL'} {fixture:22s} {label:8s} max abs diff {worst:.3g}")
-    print(f"{len(fixtures) * len(CASES) - failed} passed, {failed} failed")
+    print(f"{len(fixtures) * len(CASES) - failed - skipped} passed, {failed} failed, "
+          f"{skipped} skipped")
     return 1 if failed else 0
 
 
