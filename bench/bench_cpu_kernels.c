@@ -7,6 +7,15 @@
  * One line per case: bench=<case> threads=<n> ptm_ms=<median> peer=openblas peer_ms=<median>
  * ratio=<peer/ptm, > 1 means ptm is faster> runs=<k> plus GFLOP/s. Warm-up, then k interleaved
  * repetitions. PTM_THREADS sets the thread count for both sides (default: online cores).
+ *
+ * "decode" (the LLaMA decode GEMVs, TinyLlama shapes): first the machine's read bandwidth,
+ * measured in the same run as a streaming sum over a 1 GiB buffer split across the pool, then
+ * M = 1 products on [5632, 2048], [2048, 5632] and [32000, 2048] weights in F32, BF16 (exact
+ * and vdpbf16ps forms), F16 and Q8_0, each cycling over enough copies (>= 256 MiB) that no
+ * weight byte comes from cache, printing the weight bytes read per second and their share of
+ * the measured read bandwidth; the peer is OpenBLAS sgemv on the F32 weights. "prefill": M = 512
+ * on the same MLP shapes in F32, BF16 (widened; and vdpbf16ps, the opt-in bf16_dot) and Q8_0,
+ * against OpenBLAS sgemm on the F32 weights.
  */
 #include "cpu_kernels.h"
 
@@ -164,9 +173,205 @@ static void bench_attention(const cpu_ctx *ctx, int n_threads, int64_t B, int64_
     free(scores);
 }
 
+/* ---- decode GEMV against read bandwidth ---- */
+
+struct stream_job {
+    const uint64_t *p;
+    int64_t n, slice;
+    uint64_t sum[64];
+};
+
+static void stream_task(void *ctx, int64_t task, int32_t thread)
+{
+    struct stream_job *s = ctx;
+    int64_t lo = task * s->slice, hi = lo + s->slice < s->n ? lo + s->slice : s->n;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (int64_t i = lo; i + 4 <= hi; i += 4) {
+        a += s->p[i];
+        b += s->p[i + 1];
+        c += s->p[i + 2];
+        d += s->p[i + 3];
+    }
+    s->sum[task & 63] = a + b + c + d;
+}
+
+/* GB/s of a streaming read of 1 GiB split across the pool (median of RUNS). */
+static double read_bandwidth(const cpu_ctx *ctx, int n_threads)
+{
+    int64_t n = (1LL << 30) / 8;
+    uint64_t *p = malloc((size_t)n * 8);
+    for (int64_t i = 0; i < n; i++) {
+        p[i] = (uint64_t)i;
+    }
+    struct stream_job s = {p, n, (n + n_threads - 1) / n_threads, {0}};
+    double t[RUNS];
+    for (int r = -1; r < RUNS; r++) {
+        double t0 = now_ms();
+        cpu_pool_run(ctx->pool, n_threads, stream_task, &s);
+        double t1 = now_ms();
+        if (r >= 0) {
+            t[r] = t1 - t0;
+        }
+    }
+    free(p);
+    double ms = median(t, RUNS);
+    double gbs = (double)n * 8 / ms / 1e6;
+    printf("bench=read_bandwidth_1gib threads=%d ms=%.2f gbs=%.1f runs=%d\n", n_threads, ms, gbs,
+           RUNS);
+    return gbs;
+}
+
+/* Weight copies of one type for the decode cases. */
+struct wset {
+    void **w;
+    int n;
+    size_t bytes;
+};
+
+static struct wset make_weights(const cpu_ctx *ctx, const float *B, int64_t N, int64_t K,
+                                ptm_dtype dt, size_t min_bytes)
+{
+    struct wset s = {0};
+    s.bytes = dt == PTM_Q8_0 ? (size_t)N * cpu_q8_row_bytes(K)
+                             : (size_t)(N * K) * (dt == PTM_F32 ? 4 : 2);
+    s.n = (int)(min_bytes / s.bytes) + 1;
+    s.w = malloc((size_t)s.n * sizeof(void *));
+    for (int i = 0; i < s.n; i++) {
+        s.w[i] = malloc(s.bytes);
+        if (dt == PTM_Q8_0) {
+            cpu_q8_quantize(ctx, N, K, B, PTM_F32, K, s.w[i]);
+        } else if (dt == PTM_F32) {
+            memcpy(s.w[i], B, s.bytes);
+        } else {
+            cpu_convert(ctx, N * K, B, PTM_F32, s.w[i], dt);
+        }
+    }
+    return s;
+}
+
+static void free_weights(struct wset *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        free(s->w[i]);
+    }
+    free(s->w);
+}
+
+static void bench_decode_case(const cpu_ctx *ctx, int n_threads, int64_t N, int64_t K, ptm_dtype dt,
+                              int mode, double bw)
+{
+    float *A = rnd(K), *B = rnd(N * K), *C = malloc((size_t)N * sizeof(float));
+    struct wset ws = make_weights(ctx, B, N, K, dt, 256u << 20);
+    struct wset wf = make_weights(ctx, B, N, K, PTM_F32, 256u << 20);
+    double t_ptm[RUNS], t_blas[RUNS];
+    for (int r = -2; r < RUNS; r++) {
+        /* Each repetition reads every copy once, so no weight byte is in cache. */
+        double t0 = now_ms();
+        for (int i = 0; i < ws.n; i++) {
+            if (mode == CPU_GEMV_DPBF16) {
+                cpu_gemv(ctx, 1, N, K, A, K, ws.w[i], dt, K, C, N, 0, mode, NULL, NULL);
+            } else {
+                cpu_gemm(ctx, 1, N, K, A, K, ws.w[i], dt, K, 1, C, N, NULL);
+            }
+        }
+        double t1 = now_ms();
+        openblas_set_num_threads(n_threads);
+        double t2 = now_ms();
+        for (int i = 0; i < wf.n; i++) {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, 1.0f, wf.w[i], (int)K, A, 1,
+                        0.0f, C, 1);
+        }
+        double t3 = now_ms();
+        openblas_set_num_threads(1);
+        if (r >= 0) {
+            t_ptm[r] = (t1 - t0) / ws.n;
+            t_blas[r] = (t3 - t2) / wf.n;
+        }
+    }
+    double p = median(t_ptm, RUNS), b = median(t_blas, RUNS);
+    double gbs = (double)ws.bytes / p / 1e6;
+    printf("bench=gemv_m1_n%lld_k%lld_%s%s threads=%d ptm_ms=%.4f peer=openblas_sgemv_f32 "
+           "peer_ms=%.4f ratio=%.2f runs=%d weight_gbs=%.1f read_bw_pct=%.0f\n",
+           (long long)N, (long long)K, ptm_dtype_name(dt), mode == CPU_GEMV_DPBF16 ? "_dpbf16" : "",
+           n_threads, p, b, b / p, RUNS, gbs, 100.0 * gbs / bw);
+    free_weights(&ws);
+    free_weights(&wf);
+    free(A);
+    free(B);
+    free(C);
+}
+
+/* Prefill: M = 512 tokens through TinyLlama's MLP shapes, per weight type, against OpenBLAS
+ * sgemm on the F32 weights. */
+static void bench_prefill_case(const cpu_ctx *base, int n_threads, int64_t N, int64_t K,
+                               ptm_dtype dt, int dot)
+{
+    const int64_t M = 512;
+    cpu_ctx ctx = *base;
+    ctx.bf16_dot = dot;
+    float *A = rnd(M * K), *B = rnd(N * K), *C = malloc((size_t)(M * N) * sizeof(float));
+    struct wset ws = make_weights(&ctx, B, N, K, dt, 0);
+    double t_ptm[RUNS], t_blas[RUNS];
+    for (int r = -1; r < RUNS; r++) {
+        double t0 = now_ms();
+        cpu_gemm(&ctx, M, N, K, A, K, ws.w[0], dt, K, 1, C, N, NULL);
+        double t1 = now_ms();
+        openblas_set_num_threads(n_threads);
+        double t2 = now_ms();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, A,
+                    (int)K, B, (int)K, 0.0f, C, (int)N);
+        double t3 = now_ms();
+        openblas_set_num_threads(1);
+        if (r >= 0) {
+            t_ptm[r] = t1 - t0;
+            t_blas[r] = t3 - t2;
+        }
+    }
+    double p = median(t_ptm, RUNS), b = median(t_blas, RUNS);
+    double gflop = 2.0 * (double)M * (double)N * (double)K / 1e9;
+    printf("bench=gemm_m%lld_n%lld_k%lld_%s%s threads=%d ptm_ms=%.3f peer=openblas_sgemm_f32 "
+           "peer_ms=%.3f ratio=%.2f runs=%d ptm_gflops=%.1f peer_gflops=%.1f\n",
+           (long long)M, (long long)N, (long long)K, ptm_dtype_name(dt), dot ? "_dpbf16" : "",
+           n_threads, p, b, b / p, RUNS, gflop / p * 1e3, gflop / b * 1e3);
+    free_weights(&ws);
+    free(A);
+    free(B);
+    free(C);
+}
+
+static void bench_prefill(const cpu_ctx *ctx, int n_threads)
+{
+    const int64_t shapes[][2] = {{5632, 2048}, {2048, 5632}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int64_t N = shapes[i][0], K = shapes[i][1];
+        bench_prefill_case(ctx, n_threads, N, K, PTM_F32, 0);
+        bench_prefill_case(ctx, n_threads, N, K, PTM_BF16, 0);
+        if (cpu_isa_has_bf16()) {
+            bench_prefill_case(ctx, n_threads, N, K, PTM_BF16, 1);
+        }
+        bench_prefill_case(ctx, n_threads, N, K, PTM_Q8_0, 0);
+    }
+}
+
+static void bench_decode(const cpu_ctx *ctx, int n_threads)
+{
+    double bw = read_bandwidth(ctx, n_threads);
+    const int64_t shapes[][2] = {{5632, 2048}, {2048, 5632}, {32000, 2048}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int64_t N = shapes[i][0], K = shapes[i][1];
+        bench_decode_case(ctx, n_threads, N, K, PTM_BF16, CPU_GEMV_EXACT, bw);
+        if (cpu_isa_has_bf16()) {
+            bench_decode_case(ctx, n_threads, N, K, PTM_BF16, CPU_GEMV_DPBF16, bw);
+        }
+        bench_decode_case(ctx, n_threads, N, K, PTM_F16, CPU_GEMV_EXACT, bw);
+        bench_decode_case(ctx, n_threads, N, K, PTM_Q8_0, CPU_GEMV_EXACT, bw);
+        bench_decode_case(ctx, n_threads, N, K, PTM_F32, CPU_GEMV_EXACT, bw);
+    }
+}
+
 int main(int argc, char **argv)
 {
-    cpu_ctx ctx = {NULL, cpu_isa_detect()};
+    cpu_ctx ctx = {NULL, cpu_isa_detect(), 0};
     if (cpu_pool_new(0, &ctx.pool) != PTM_OK) {
         fprintf(stderr, "bench: %s\n", ptm_last_error());
         return 1;
@@ -188,6 +393,12 @@ int main(int argc, char **argv)
         bench_gemm(&ctx, n_threads, (struct gemm_case){4096, 384, 1536, CPU_ACT_GELU}, PTM_BF16);
         bench_gemm(&ctx, n_threads, (struct gemm_case){1, 4096, 4096, CPU_ACT_NONE}, PTM_BF16);
         bench_gemm(&ctx, n_threads, (struct gemm_case){1, 4096, 4096, CPU_ACT_NONE}, PTM_F32);
+    }
+    if (strstr("decode", only)) {
+        bench_decode(&ctx, n_threads);
+    }
+    if (strstr("prefill", only)) {
+        bench_prefill(&ctx, n_threads);
     }
     if (strstr("attention", only)) {
         bench_attention(&ctx, n_threads, 32, 128, 12, 32);

@@ -15,6 +15,7 @@ static const struct {
     [PTM_I8] = {"I8", 1},     [PTM_I32] = {"I32", 4},         [PTM_I64] = {"I64", 8},
     [PTM_F64] = {"F64", 8},   [PTM_I16] = {"I16", 2},         [PTM_U8] = {"U8", 1},
     [PTM_BOOL] = {"BOOL", 1}, [PTM_F8_E4M3] = {"F8_E4M3", 1}, [PTM_F8_E5M2] = {"F8_E5M2", 1},
+    [PTM_Q8_0] = {"Q8_0", 0}, /* a block type: see ptm_dtype_row_bytes */
 };
 
 /* PyTorch names as they appear in config.json "torch_dtype" and on command lines. */
@@ -42,6 +43,26 @@ size_t ptm_dtype_size(ptm_dtype dt)
         return 0;
     }
     return dtypes[dt].size;
+}
+
+int64_t ptm_dtype_block(ptm_dtype dt)
+{
+    if ((int)dt < 0 || dt >= PTM_DTYPE_COUNT) {
+        return 0;
+    }
+    return dt == PTM_Q8_0 ? 32 : 1;
+}
+
+size_t ptm_dtype_row_bytes(ptm_dtype dt, int64_t n)
+{
+    int64_t block = ptm_dtype_block(dt);
+    if (block == 0 || n < 0 || n % block != 0) {
+        return 0;
+    }
+    if (dt == PTM_Q8_0) {
+        return (size_t)n + (size_t)(n / 32) * 2; /* one F16 scale per block, then int8 quants */
+    }
+    return (size_t)n * dtypes[dt].size;
 }
 
 ptm_status ptm_dtype_parse(const char *name, ptm_dtype *out)

@@ -32,7 +32,8 @@ static uint64_t load_le64(const unsigned char *p)
 static int dtype_from_name(const char *s, ptm_dtype *dt)
 {
     for (int k = 0; k < PTM_DTYPE_COUNT; k++) {
-        if (strcmp(ptm_dtype_name((ptm_dtype)k), s) == 0) {
+        /* Block types (PTM_Q8_0) are ptm's own, never a safetensors dtype. */
+        if (ptm_dtype_size((ptm_dtype)k) > 0 && strcmp(ptm_dtype_name((ptm_dtype)k), s) == 0) {
             *dt = (ptm_dtype)k;
             return 1;
         }

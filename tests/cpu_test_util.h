@@ -66,7 +66,7 @@ static inline int test_n_isas(int32_t *isas)
 /* A context with a 2-thread pool (so task splitting is exercised even on one core). */
 static inline cpu_ctx test_ctx(int32_t isa)
 {
-    cpu_ctx c = {NULL, isa};
+    cpu_ctx c = {NULL, isa, 0};
     cr_assert_eq(cpu_pool_new(2, &c.pool), PTM_OK);
     cpu_blas_init();
     return c;

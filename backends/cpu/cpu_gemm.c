@@ -11,8 +11,10 @@
  * place when their stride suits L1, half-precision rows widened per K chunk. Other small M: a
  * dot-product kernel on B's [N, K] rows, 4x4 output tiles of 16-lane FMAs, which reads
  * half-precision rows directly (widened per K chunk), so decode streams each weight byte once;
- * it has AVX-512, AVX2 and scalar forms. OpenBLAS picks its own ISA. This file does not know
- * what a model is.
+ * it has AVX-512, AVX2 and scalar forms. OpenBLAS picks its own ISA. M <= 4 on AVX-512 goes to
+ * the streaming GEMV of cpu_gemv.c, Q8_0 weights to cpu_q8.c, and (opt-in, ctx->bf16_dot) BF16
+ * weights of the large-M case to cpu_gemm_bf16.c, each with this file's epilogue.
+ * This file does not know what a model is.
  */
 #include "cpu_kernels.h"
 #include "cpu_simd.h"
@@ -100,6 +102,12 @@ static void gemm_epilogue(const struct gemm_job *j, int64_t m0, int64_t m1, int6
             c[x] += r[x];
         }
     }
+}
+
+/* The epilogue as a cpu_cols_fn, for the GEMV and Q8_0 kernels of their own files. */
+static void gemm_epilogue_cols(void *arg, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
+{
+    gemm_epilogue(arg, m0, m1, n0, n1);
 }
 
 /* ---- small-M dot-product kernel ---- */
@@ -716,11 +724,17 @@ static ptm_status gemm_check(int64_t M, int64_t N, int64_t K, int64_t lda, int64
                              (long long)M, (long long)N, (long long)K, (long long)lda,
                              (long long)ldb, (long long)ldc);
     }
-    if (b_dtype != PTM_F32 && b_dtype != PTM_BF16 && b_dtype != PTM_F16) {
+    if (b_dtype != PTM_F32 && b_dtype != PTM_BF16 && b_dtype != PTM_F16 && b_dtype != PTM_Q8_0) {
         const char *name = ptm_dtype_name(b_dtype);
         return ptm_error_set(PTM_E_UNSUPPORTED,
-                             "cpu: gemm: weight dtype %s; expected F32, BF16 or F16",
+                             "cpu: gemm: weight dtype %s; expected F32, BF16, F16 or Q8_0",
                              name ? name : "?");
+    }
+    if (b_dtype == PTM_Q8_0 && (!b_trans || ldb != K || K % 32 != 0)) {
+        return ptm_error_set(PTM_E_UNSUPPORTED,
+                             "cpu: gemm: Q8_0 weights need packed [N, K] rows with K a multiple "
+                             "of 32; got K=%lld ldb=%lld%s",
+                             (long long)K, (long long)ldb, b_trans ? "" : " untransposed");
     }
     if (ep && ep->residual == C && ep->act != CPU_ACT_NONE) {
         return ptm_error_set(PTM_E_INVAL, "cpu: gemm: residual aliases the output while an "
@@ -751,6 +765,13 @@ ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const f
         gemm_epilogue(&j, 0, M, 0, N);
         return PTM_OK;
     }
+    if (b_dtype == PTM_Q8_0) {
+        return cpu_q8_gemm(ctx, M, N, K, A, lda, B, C, ldc, j.accumulate, gemm_epilogue_cols, &j);
+    }
+    if (b_trans && cpu_gemv(ctx, M, N, K, A, lda, B, b_dtype, ldb, C, ldc, j.accumulate,
+                            CPU_GEMV_EXACT, gemm_epilogue_cols, &j)) {
+        return PTM_OK;
+    }
     j.out_nr = M > 16 ? OUT_NR / 2 : OUT_NR;
     j.out_direct = b_dtype == PTM_F32 && out_rows_fit_l1(ldb, j.out_nr);
     if (b_trans && out_wins(M) && ctx->isa >= CPU_ISA_AVX512 &&
@@ -768,6 +789,10 @@ ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const f
             j.nb = 16;
         }
         cpu_pool_run(ctx->pool, (N + j.nb - 1) / j.nb, gemm_small_task, &j);
+        return PTM_OK;
+    }
+    if (b_dtype == PTM_BF16 && b_trans && ctx->bf16_dot &&
+        cpu_gemm_bf16(ctx, M, N, K, A, lda, B, ldb, C, ldc, j.accumulate, gemm_epilogue_cols, &j)) {
         return PTM_OK;
     }
     float *wide = NULL;

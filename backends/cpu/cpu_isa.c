@@ -34,6 +34,16 @@ int cpu_isa_has_bf16(void)
 #endif
 }
 
+int cpu_isa_has_vnni(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && cpu_isa_best() == CPU_ISA_AVX512;
+#else
+    return 0;
+#endif
+}
+
 int32_t cpu_isa_detect(void)
 {
     int32_t best = cpu_isa_best();

@@ -72,8 +72,13 @@ int32_t cpu_isa_detect(void);
 /* cpu_isa_best - the best ISA this CPU runs, ignoring PTM_CPU_ISA. */
 int32_t cpu_isa_best(void);
 
-/* cpu_isa_has_bf16 - whether the CPU has AVX512_BF16 (vdpbf16ps); no kernel uses it yet. */
+/* cpu_isa_has_bf16 - whether the CPU has AVX512_BF16 (vdpbf16ps); only the measured
+ * CPU_GEMV_DPBF16 form of cpu_gemv uses it. */
 int cpu_isa_has_bf16(void);
+
+/* cpu_isa_has_vnni - whether the CPU has AVX512_VNNI (vpdpbusd) with AVX-512; the Q8_0
+ * kernels need it, else they take their scalar reference path. */
+int cpu_isa_has_vnni(void);
 
 /* cpu_isa_name - "scalar", "avx2" or "avx512". */
 const char *cpu_isa_name(int32_t isa);
@@ -84,6 +89,9 @@ const char *cpu_isa_name(int32_t isa);
 typedef struct cpu_ctx {
     cpu_pool *pool; /* NULL: run on the calling thread */
     int32_t isa;    /* CPU_ISA_*, at most cpu_isa_best() */
+    /* Nonzero: large-M GEMMs on BF16 weights round the activations to BF16 and run
+     * cpu_gemm_bf16 (PTM_CPU_BF16_DOT=1); zero keeps them exact F32 (the golden contract). */
+    int32_t bf16_dot;
 } cpu_ctx;
 
 /*
@@ -132,7 +140,11 @@ struct cpu_epilogue {
  *
  * b_trans != 0: B is [N, K] row-major with row stride ldb (nn.Linear weight layout);
  * b_trans == 0: B is [K, N] row-major with row stride ldb.
- * b_dtype: PTM_F32, PTM_BF16 or PTM_F16 (others: PTM_E_UNSUPPORTED). Half-precision weights are
+ * b_dtype: PTM_F32, PTM_BF16, PTM_F16 or PTM_Q8_0 (others: PTM_E_UNSUPPORTED). PTM_Q8_0 needs
+ * b_trans and ldb == K and runs cpu_q8_gemm. M <= 4 with b_trans on AVX-512 runs cpu_gemv
+ * (the decode path). With ctx->bf16_dot, BF16 weights with b_trans that reach the large-M path
+ * run cpu_gemm_bf16 where the CPU has AVX512-BF16: there, and only there, activations are
+ * rounded to BF16 (as a bf16 model computes in PyTorch). Otherwise half-precision weights are
  * widened to F32 (in registers for small M on AVX-512, per K chunk or whole matrix otherwise)
  * and multiplied in F32, so results equal the F32 GEMM on the widened weights up to summation
  * order; activations are never rounded to BF16. M < 32 with b_trans uses the built-in
@@ -144,6 +156,74 @@ struct cpu_epilogue {
 ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A,
                     int64_t lda, const void *B, ptm_dtype b_dtype, int64_t ldb, int32_t b_trans,
                     float *C, int64_t ldc, const struct cpu_epilogue *ep);
+
+/* Told which part of C a kernel has finished: rows [m0, m1) x columns [n0, n1). Called on a
+ * pool thread, once per slice, so an epilogue runs while the slice is in cache. */
+typedef void (*cpu_cols_fn)(void *arg, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+
+/* cpu_scratch_get - this thread's scratch slot (0 .. CPU_SCRATCH_SLOTS - 1) of at least bytes
+ * (64-byte aligned), kept and reused across calls and freed when the thread exits; NULL when out
+ * of memory. Slot 0 holds what a caller prepares for its pool tasks, slot 1 what each task
+ * packs for itself (the caller runs tasks too). One user per slot at a time. */
+#define CPU_SCRATCH_SLOTS 2
+void *cpu_scratch_get(int slot, size_t bytes);
+
+/* ---- decode GEMV (cpu_gemv.c) ---- */
+
+enum {
+    CPU_GEMV_EXACT = 0,  /* BF16 widened exactly, F32 FMAs: cpu_gemm's numerics */
+    CPU_GEMV_DPBF16 = 1, /* BF16 weights only: vdpbf16ps with activations rounded to BF16 */
+};
+
+/*
+ * cpu_gemv - C[M, N] (+)= A[M, K] . B^T for M in 1..4 on AVX-512, B [N, K] F32, BF16 or F16 with
+ * row stride ldb elements; accumulate adds to C. Streams B once: one contiguous slice of N per
+ * pool thread, then epi (may be NULL) per slice. Returns 0 without touching C when the case
+ * is not its own (other M, ISA, dtype, K < 32, scratch), 1 when done.
+ */
+int cpu_gemv(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+             const void *B, ptm_dtype b_dtype, int64_t ldb, float *C, int64_t ldc, int accumulate,
+             int mode, cpu_cols_fn epi, void *epi_arg);
+
+/* ---- prefill GEMM for BF16 weights (cpu_gemm_bf16.c) ---- */
+
+/*
+ * cpu_gemm_bf16 - C[M, N] (+)= A[M, K] . B^T with B [N, K] BF16 rows (row stride ldb elements)
+ * on vdpbf16ps: A is rounded to BF16 once (as a bf16 model's activations are), products
+ * accumulate in F32. epi (may be NULL) runs per finished column panel. Returns 0 without
+ * touching C when it cannot run (no AVX512-BF16, isa below AVX-512, K < 2, no scratch).
+ */
+int cpu_gemm_bf16(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                  const void *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
+                  cpu_cols_fn epi, void *epi_arg);
+
+/* ---- int8 block-quantized weights, PTM_Q8_0 (cpu_q8.c) ---- */
+
+/* cpu_q8_row_bytes - bytes of a Q8_0 row of k elements (k a multiple of 32). */
+size_t cpu_q8_row_bytes(int64_t k);
+
+/*
+ * cpu_q8_quantize - rows x k elements of src (F32, BF16 or F16, row stride ld_src elements) to
+ * packed Q8_0 rows in dst (layout in ptm_tensor.h). PTM_E_UNSUPPORTED when k is not a multiple
+ * of 32 or for another dtype; PTM_E_RANGE naming row and block for a non-finite value or a
+ * block whose scale overflows F16 (dst is then partly written).
+ */
+ptm_status cpu_q8_quantize(const cpu_ctx *ctx, int64_t rows, int64_t k, const void *src,
+                           ptm_dtype src_dtype, int64_t ld_src, void *dst);
+
+/* cpu_q8_dequantize - packed Q8_0 rows back to F32, BF16 or F16 (q * d rounded to the type). */
+ptm_status cpu_q8_dequantize(const cpu_ctx *ctx, int64_t rows, int64_t k, const void *src,
+                             void *dst, ptm_dtype dst_dtype);
+
+/*
+ * cpu_q8_gemm - C[M, N] (+)= A[M, K] . B^T with B [N, K] packed Q8_0 rows and A F32 rows quantized
+ * per block of 32 on the fly; the result is defined lane by lane (cpu_q8.c) so the VNNI and the
+ * scalar path (PTM_CPU_ISA=scalar, or no VNNI) agree bit for bit. epi (may be NULL) is called
+ * per finished slice. PTM_E_INVAL when K is not a multiple of 32, PTM_E_NOMEM for scratch.
+ */
+ptm_status cpu_q8_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A,
+                       int64_t lda, const void *B, float *C, int64_t ldc, int accumulate,
+                       cpu_cols_fn epi, void *epi_arg);
 
 /* ---- norms and softmax (cpu_norm.c) ---- */
 

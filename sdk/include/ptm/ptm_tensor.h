@@ -18,7 +18,16 @@ extern "C" {
 
 /*
  * Element types. Values cross the ABI as int32_t and are append only. The first six are the
- * compute types; the rest exist so every safetensors file can be read and written.
+ * compute types; the rest exist so every safetensors file can be read and written, except
+ * PTM_Q8_0.
+ *
+ * PTM_Q8_0 is a block-quantized weight type (ptm_load_opts.quantize = "int8"): the last
+ * dimension, a multiple of 32 elements, is split into blocks of 32, each with one F16 scale d.
+ * A row of K elements is K / 32 little-endian F16 scales, then K bytes of int8 quants q; rows
+ * are contiguous. Element k of a row is q[k] * d[k / 32]. Quantizing sets d = amax / 127 of
+ * the block (rounded up to F16) and q = round(x / d), so |x - q d| <= d / 2. It is not a
+ * safetensors type (ptm_model_save refuses a quantized model); ptm_dtype_size returns 0 for
+ * it and ptm_dtype_row_bytes gives a row's size.
  */
 typedef enum {
     PTM_F32 = 0,
@@ -33,6 +42,7 @@ typedef enum {
     PTM_BOOL = 9,
     PTM_F8_E4M3 = 10,
     PTM_F8_E5M2 = 11,
+    PTM_Q8_0 = 12, /* ABI 1.x: block-quantized int8, see above */
     PTM_DTYPE_COUNT
 } ptm_dtype;
 
@@ -41,8 +51,16 @@ typedef enum {
 /* ptm_dtype_name - the safetensors spelling ("F32", "BF16", ...), or NULL if out of range. */
 PTM_API const char *ptm_dtype_name(ptm_dtype dt);
 
-/* ptm_dtype_size - bytes per element, or 0 if out of range. */
+/* ptm_dtype_size - bytes per element, or 0 if out of range or a block type (PTM_Q8_0). */
 PTM_API size_t ptm_dtype_size(ptm_dtype dt);
+
+/* ptm_dtype_block - elements per block: 32 for PTM_Q8_0, 1 for the other types, 0 if out of
+ * range. A block type's last dimension must be a multiple of it. */
+PTM_API int64_t ptm_dtype_block(ptm_dtype dt);
+
+/* ptm_dtype_row_bytes - bytes of a packed row of n elements (n * size, or for PTM_Q8_0
+ * n + n / 16); 0 if dt is out of range or n is not a whole number of blocks. */
+PTM_API size_t ptm_dtype_row_bytes(ptm_dtype dt, int64_t n);
 
 /*
  * ptm_dtype_parse - map a name to a dtype. Accepts the safetensors spellings ("F32") and the

@@ -1,0 +1,324 @@
+/*
+ * cpu_gemv.c - the decode GEMV: C[M, N] = A[M, K] . B^T for M = 1..4 F32 activation rows and
+ * B [N, K] weight rows in F32, BF16 or F16, on AVX-512. Decode is bound by reading B once, so
+ * this kernel is built to stream: N is split into one contiguous slice per pool thread (one
+ * wake), each thread walks its slice GEMV_R rows at a time with independent accumulators,
+ * leaving the row streams to the hardware prefetchers (GEMV_PF), and nothing is allocated per
+ * call
+ * (the activation rows are rearranged once into thread-local scratch that persists).
+ *
+ * Numerics. BF16 weights are widened exactly (a bf16 is the high half of an F32): the even
+ * elements of a 32-bit word by a shift, the odd ones by a mask, each multiplied with the
+ * matching activations (split once per call into even and odd arrays) in F32 FMAs. F16 rows go
+ * through vcvtph2ps. So results equal the F32 product of the widened weights up to summation
+ * order, as cpu_gemm promises. A vdpbf16ps form (activations rounded to BF16 pairs once per
+ * call, CPU_GEMV_DPBF16) is kept for measurement only: decode is bound by memory, not by the
+ * two extra ops per 64 bytes of the exact form, and on this project's loaded 2-core Zen 4 it was
+ * at most ~15% faster, not worth breaking the BF16 golden contract. Other ISAs and shapes stay with
+ * cpu_gemm.c's kernels. This file knows nothing of epilogues beyond calling back per slice.
+ */
+#include "cpu_kernels.h"
+#include "cpu_simd.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef GEMV_R
+#define GEMV_R 4 /* weight rows per step: independent accumulators and row streams */
+#endif
+/* Software prefetch distance in bytes along each row, 0 for none. Measured on Zen 4: an L1
+ * prefetch 1 KiB ahead on the four row streams cost a fifth of the bandwidth (23 against
+ * 29-31 GB/s), an L2 one gained nothing over the hardware prefetchers. */
+#ifndef GEMV_PF
+#define GEMV_PF 0
+#endif
+#ifndef GEMV_HINT
+#define GEMV_HINT _MM_HINT_T1
+#endif
+
+/* ---- per-thread scratch, kept across calls ---- */
+
+struct gemv_scratch {
+    void *p[CPU_SCRATCH_SLOTS];
+    size_t cap[CPU_SCRATCH_SLOTS];
+};
+
+static pthread_key_t gemv_key;
+static pthread_once_t gemv_once = PTHREAD_ONCE_INIT;
+
+static void gemv_scratch_free(void *p)
+{
+    struct gemv_scratch *s = p;
+    for (int i = 0; i < CPU_SCRATCH_SLOTS; i++) {
+        free(s->p[i]);
+    }
+    free(s);
+}
+
+static void gemv_key_make(void)
+{
+    pthread_key_create(&gemv_key, gemv_scratch_free);
+}
+
+void *cpu_scratch_get(int slot, size_t bytes)
+{
+    pthread_once(&gemv_once, gemv_key_make);
+    struct gemv_scratch *s = pthread_getspecific(gemv_key);
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+            return NULL;
+        }
+        if (pthread_setspecific(gemv_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->cap[slot] < bytes) {
+        size_t cap = (bytes + 4095) / 4096 * 4096;
+        void *p = aligned_alloc(64, cap);
+        if (!p) {
+            return NULL;
+        }
+        free(s->p[slot]);
+        s->p[slot] = p;
+        s->cap[slot] = cap;
+    }
+    return s->p[slot];
+}
+
+/* ---- the job ---- */
+
+enum { BT_F32 = 0, BT_BF16 = 1, BT_F16 = 2, BT_DPBF16 = 3 };
+
+struct gemv_job {
+    int bt;
+    int64_t M, N, K, kv; /* kv: K rounded down to whole 32-element chunks */
+    const float *A;
+    int64_t lda;
+    const char *B;
+    int64_t ldb_bytes;
+    const float *ap; /* rearranged activations, M rows of kv floats (or kv / 2 BF16 pairs) */
+    float *C;
+    int64_t ldc;
+    int accumulate;
+    int64_t slice;
+    cpu_cols_fn epi;
+    void *epi_arg;
+};
+
+static float gemv_elem(int bt, const char *row, int64_t k)
+{
+    if (bt == BT_F32) {
+        return ((const float *)row)[k];
+    }
+    uint16_t h;
+    memcpy(&h, row + 2 * k, 2);
+    return bt == BT_F16 ? cpu_f16_to_f32(h) : cpu_bf16_to_f32(h);
+}
+
+/* Lanes of one zmm summed as cpu_gemm's dot kernel does. */
+static inline __attribute__((always_inline)) CPU_AVX512 float gemv_hsum(__m512 v)
+{
+    return _mm512_reduce_add_ps(v);
+}
+
+/*
+ * MR activation rows times R weight rows from row n, over the kv-element body. The layouts of
+ * ap per type: F32 and F16: the plain rows; BF16: per 32-element chunk the 16 even then the 16
+ * odd activations; DPBF16: the rows as BF16 pairs (kv / 2 words).
+ */
+/* 32 elements of a weight row from element k as two F32 vectors, in the order ap holds the
+ * activations: BF16 words split into even (shifted) and odd (masked) halves. */
+static inline __attribute__((always_inline)) CPU_AVX512 void
+gemv_widen(const int BT, const char *row, int64_t k, __m512 *w0, __m512 *w1)
+{
+    if (BT == BT_F32) {
+        *w0 = _mm512_loadu_ps((const float *)row + k);
+        *w1 = _mm512_loadu_ps((const float *)row + k + 16);
+        return;
+    }
+    __m512i h = _mm512_loadu_si512((const void *)(row + k * 2));
+    if (BT == BT_BF16) {
+        *w0 = _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+        *w1 = _mm512_castsi512_ps(_mm512_and_si512(h, _mm512_set1_epi32((int32_t)0xffff0000u)));
+        return;
+    }
+    *w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    *w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+}
+
+static inline __attribute__((always_inline)) CPU_AVX512BF16 void
+gemv_tile(const int BT, const int MR, const int R, const struct gemv_job *j, int64_t n, float *out)
+{
+    __m512 acc[4][GEMV_R];
+    const char *row[GEMV_R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        row[r] = j->B + (n + r) * j->ldb_bytes;
+#pragma GCC unroll 4
+        for (int m = 0; m < MR; m++) {
+            acc[m][r] = _mm512_setzero_ps();
+        }
+    }
+    const int64_t es = BT == BT_F32 ? 4 : 2;
+    for (int64_t k = 0; k < j->kv; k += 32) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R && GEMV_PF > 0; r++) {
+            _mm_prefetch(row[r] + k * es + GEMV_PF, GEMV_HINT);
+        }
+        if (BT == BT_DPBF16) {
+#pragma GCC unroll 4
+            for (int m = 0; m < MR; m++) {
+                __m512i a = _mm512_loadu_si512((const void *)(j->ap + m * j->kv / 2 + k / 2));
+#pragma GCC unroll 4
+                for (int r = 0; r < R; r++) {
+                    __m512i w = _mm512_loadu_si512((const void *)(row[r] + k * 2));
+                    acc[m][r] = _mm512_dpbf16_ps(acc[m][r], (__m512bh)a, (__m512bh)w);
+                }
+            }
+            continue;
+        }
+        __m512 w0[GEMV_R], w1[GEMV_R];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            gemv_widen(BT, row[r], k, &w0[r], &w1[r]);
+        }
+#pragma GCC unroll 4
+        for (int m = 0; m < MR; m++) {
+            __m512 a0 = _mm512_loadu_ps(j->ap + m * j->kv + k);
+            __m512 a1 = _mm512_loadu_ps(j->ap + m * j->kv + k + 16);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                acc[m][r] = _mm512_fmadd_ps(a0, w0[r], acc[m][r]);
+                acc[m][r] = _mm512_fmadd_ps(a1, w1[r], acc[m][r]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < MR; m++) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            out[m * GEMV_R + r] = gemv_hsum(acc[m][r]);
+        }
+    }
+}
+
+#define GEMV_CASE(BT, MR, R)                                                                       \
+    case (BT)*64 + (MR)*8 + (R):                                                                   \
+        gemv_tile(BT, MR, R, j, n, out);                                                           \
+        break;
+#if GEMV_R > 1
+#define GEMV_CASES_M(BT, MR) GEMV_CASE(BT, MR, GEMV_R) GEMV_CASE(BT, MR, 1)
+#else
+#define GEMV_CASES_M(BT, MR) GEMV_CASE(BT, MR, 1)
+#endif
+#define GEMV_CASES(BT)                                                                             \
+    GEMV_CASES_M(BT, 1) GEMV_CASES_M(BT, 2) GEMV_CASES_M(BT, 3) GEMV_CASES_M(BT, 4)
+
+static CPU_AVX512BF16 void gemv_tile_any(const struct gemv_job *j, int R, int64_t n, float *out)
+{
+    switch (j->bt * 64 + (int)j->M * 8 + R) {
+        GEMV_CASES(BT_F32)
+        GEMV_CASES(BT_BF16)
+        GEMV_CASES(BT_F16)
+        GEMV_CASES(BT_DPBF16)
+    default:
+        break;
+    }
+}
+
+/* Rows [n, n + R) into C: the body from gemv_tile, the K tail element by element. */
+static void gemv_rows(const struct gemv_job *j, int R, int64_t n)
+{
+    float out[4 * GEMV_R];
+    gemv_tile_any(j, R, n, out);
+    for (int64_t m = 0; m < j->M; m++) {
+        for (int r = 0; r < R; r++) {
+            const char *row = j->B + (n + r) * j->ldb_bytes;
+            float s = out[m * GEMV_R + r];
+            for (int64_t k = j->kv; k < j->K; k++) {
+                s += j->A[m * j->lda + k] * gemv_elem(j->bt, row, k);
+            }
+            float *c = j->C + m * j->ldc + n + r;
+            *c = j->accumulate ? *c + s : s;
+        }
+    }
+}
+
+static void gemv_task(void *ctx, int64_t task, int32_t thread)
+{
+    const struct gemv_job *j = ctx;
+    int64_t n0 = task * j->slice;
+    int64_t n1 = n0 + j->slice < j->N ? n0 + j->slice : j->N;
+    int64_t n = n0;
+    for (; n + GEMV_R <= n1; n += GEMV_R) {
+        gemv_rows(j, GEMV_R, n);
+    }
+    for (; n < n1; n++) {
+        gemv_rows(j, 1, n);
+    }
+    if (j->epi != NULL && n1 > n0) {
+        j->epi(j->epi_arg, 0, j->M, n0, n1);
+    }
+}
+
+/* Rearrange the activation bodies into ap as gemv_tile reads them. */
+static CPU_AVX512BF16 void gemv_prepare(const struct gemv_job *j, float *ap)
+{
+    for (int64_t m = 0; m < j->M; m++) {
+        const float *a = j->A + m * j->lda;
+        for (int64_t k = 0; k < j->kv; k += 32) {
+            __m512 x0 = _mm512_loadu_ps(a + k), x1 = _mm512_loadu_ps(a + k + 16);
+            if (j->bt == BT_DPBF16) {
+                /* cvtne2ps_pbh(hi, lo): lo becomes elements 0..15, hi 16..31, so the pairs
+                 * come out in element order, as the weight row's words hold them. */
+                __m512i pairs = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+                _mm512_storeu_si512((void *)(ap + m * j->kv / 2 + k / 2), pairs);
+            } else if (j->bt == BT_BF16) {
+                __m512i even =
+                    _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+                _mm512_storeu_ps(ap + m * j->kv + k, _mm512_permutex2var_ps(x0, even, x1));
+                _mm512_storeu_ps(ap + m * j->kv + k + 16, _mm512_permutex2var_ps(x0, odd, x1));
+            } else {
+                _mm512_storeu_ps(ap + m * j->kv + k, x0);
+                _mm512_storeu_ps(ap + m * j->kv + k + 16, x1);
+            }
+        }
+    }
+}
+
+int cpu_gemv(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+             const void *B, ptm_dtype b_dtype, int64_t ldb, float *C, int64_t ldc, int accumulate,
+             int mode, cpu_cols_fn epi, void *epi_arg)
+{
+    if (M < 1 || M > 4 || ctx->isa < CPU_ISA_AVX512 || K < 32) {
+        return 0;
+    }
+    int bt = b_dtype == PTM_F32 ? BT_F32 : b_dtype == PTM_BF16 ? BT_BF16 : BT_F16;
+    if (b_dtype != PTM_F32 && b_dtype != PTM_BF16 && b_dtype != PTM_F16) {
+        return 0;
+    }
+    if (mode == CPU_GEMV_DPBF16) {
+        if (b_dtype != PTM_BF16 || !cpu_isa_has_bf16()) {
+            return 0;
+        }
+        bt = BT_DPBF16;
+    }
+    struct gemv_job j = {
+        bt,   M, N,   K,          K / 32 * 32, A,   lda,    B, ldb * (b_dtype == PTM_F32 ? 4 : 2),
+        NULL, C, ldc, accumulate, 0,           epi, epi_arg};
+    float *ap = cpu_scratch_get(0, (size_t)M * (size_t)j.kv * sizeof(float) + 64);
+    if (ap == NULL) {
+        return 0;
+    }
+    gemv_prepare(&j, ap);
+    j.ap = ap;
+    int64_t n_threads = cpu_pool_size(ctx->pool);
+    /* One contiguous slice per thread, a whole number of GEMV_R rows. */
+    j.slice = ((N + n_threads - 1) / n_threads + GEMV_R - 1) / GEMV_R * GEMV_R;
+    cpu_pool_run(ctx->pool, (N + j.slice - 1) / j.slice, gemv_task, &j);
+    return 1;
+}
