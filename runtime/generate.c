@@ -1,14 +1,16 @@
 /*
- * generate.c - HF model.generate for decoder-only models: the decoding loop (one prefill
- * forward over the left-padded prompts, then one forward per new token through the KV
- * cache, position ids from the attention mask as HF's prepare_inputs_for_generation makes
- * them), HF's logits processors in GenerationMixin._get_logits_processor order (repetition
- * penalty, min_new_tokens, then the sampling warpers temperature, top_k, top_p, min_p),
- * greedy argmax or seeded multinomial sampling, eos stopping and pad filling. Encoder-decoder
- * models (config is_encoder_decoder) take the same loop over decoder ids that start with
+ * generate.c - HF model.generate: the option checks, the decoding state and its forward steps
+ * (one prefill forward over the left-padded prompts, then one forward per new token through
+ * the KV cache, position ids from the attention mask as HF's prepare_inputs_for_generation
+ * makes them), HF's logits processors in GenerationMixin._get_logits_processor order
+ * (repetition penalty, no_repeat_ngram, min_new_tokens, then the sampling warpers
+ * temperature, top_k, top_p, min_p), and the greedy / sampling loop: argmax or seeded
+ * multinomial sampling, eos stopping and pad filling. Encoder-decoder models (config
+ * is_encoder_decoder) take the same loop over decoder ids that start with
  * decoder_start_token_id: the encoder runs in the first forward and its output is passed back
- * as encoder_outputs; the decoder's tokens go through the KV cache one step at a time.
- * Options and generation_config.json are generate_config.c; the cache is kv_cache.c.
+ * as encoder_outputs; the decoder's tokens go through the KV cache one step at a time. Beam
+ * search is generate_beam.c; options and generation_config.json are generate_config.c; the
+ * cache is kv_cache.c.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -16,13 +18,10 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "generate.h"
 #include "ptm/ptm.h"
 
 /* ---- PRNG: xoshiro256** seeded by splitmix64, so a seed gives the same stream anywhere. */
-
-struct rng {
-    uint64_t s[4];
-};
 
 static uint64_t splitmix64(uint64_t *x)
 {
@@ -73,6 +72,22 @@ static void softmax_row(const float *x, float *p, int64_t n)
     }
     for (int64_t i = 0; i < n; i++) {
         p[i] /= sum;
+    }
+}
+
+/* NoRepeatNGramLogitsProcessor: every earlier window of n ids whose first n - 1 equal the
+ * row's last n - 1 bans its last id (the prompt and its padding count, as in HF). */
+static void no_repeat_ngram(float *s, int64_t vocab, const int64_t *ids, int64_t n_ids, int64_t n)
+{
+    if (n_ids < n) {
+        return;
+    }
+    const int64_t *tail = ids + n_ids - (n - 1);
+    for (int64_t w = 0; w + n <= n_ids; w++) {
+        if (memcmp(ids + w, tail, (size_t)(n - 1) * sizeof *ids) == 0 && ids[w + n - 1] >= 0 &&
+            ids[w + n - 1] < vocab) {
+            s[ids[w + n - 1]] = -INFINITY;
+        }
     }
 }
 
@@ -163,15 +178,25 @@ static void min_p(float *s, int64_t vocab, float mp, float *probs)
     }
 }
 
-static ptm_status check_opts(const struct ptm_generate_opts *o)
+/* The caller's options as a full-size struct: a 1.0 caller's lacks the beam search members,
+ * which then take HF's defaults. */
+static ptm_status opts_copy(const struct ptm_generate_opts *o, struct ptm_generate_opts *full)
 {
-    if (o == NULL || o->struct_size < sizeof *o) {
-        return ptm__fail(PTM_E_INVAL, "generate: opts missing or struct_size not set");
+    if (o == NULL || o->struct_size < PTM_GENERATE_OPTS_SIZE_1_0) {
+        return ptm__fail(PTM_E_INVAL, "generate: opts missing or struct_size %u too small",
+                         o ? (unsigned)o->struct_size : 0u);
     }
-    if (!(o->repetition_penalty > 0)) {
-        return ptm__fail(PTM_E_INVAL, "generate: repetition_penalty %g must be > 0",
-                         (double)o->repetition_penalty);
-    }
+    memset(full, 0, sizeof *full);
+    full->num_beams = 1;
+    full->length_penalty = 1.0f;
+    full->num_return_sequences = 1;
+    memcpy(full, o, o->struct_size < sizeof *full ? o->struct_size : sizeof *full);
+    full->struct_size = sizeof *full;
+    return PTM_OK;
+}
+
+static ptm_status check_sampling(const struct ptm_generate_opts *o)
+{
     if (o->do_sample && !(o->temperature > 0)) {
         return ptm__fail(PTM_E_INVAL, "generate: temperature %g must be > 0",
                          (double)o->temperature);
@@ -184,19 +209,87 @@ static ptm_status check_opts(const struct ptm_generate_opts *o)
     return PTM_OK;
 }
 
+static ptm_status check_beams(const struct ptm_generate_opts *o)
+{
+    if (o->num_beams < 1) {
+        return ptm__fail(PTM_E_INVAL, "generate: num_beams %d must be >= 1", (int)o->num_beams);
+    }
+    if (o->num_return_sequences < 1) {
+        return ptm__fail(PTM_E_INVAL, "generate: num_return_sequences %d must be >= 1",
+                         (int)o->num_return_sequences);
+    }
+    if (o->num_beams > 1 && o->num_return_sequences > o->num_beams) {
+        return ptm__fail(PTM_E_INVAL, "generate: num_return_sequences %d must be <= num_beams %d",
+                         (int)o->num_return_sequences, (int)o->num_beams);
+    }
+    if (o->num_beams == 1 && !o->do_sample && o->num_return_sequences > 1) {
+        return ptm__fail(PTM_E_INVAL,
+                         "generate: num_return_sequences %d needs beam search or sampling "
+                         "(greedy search gives one sequence per prompt)",
+                         (int)o->num_return_sequences);
+    }
+    if (o->early_stopping < PTM_EARLY_STOPPING_HEURISTIC ||
+        o->early_stopping > PTM_EARLY_STOPPING_NEVER) {
+        return ptm__fail(PTM_E_INVAL,
+                         "generate: early_stopping %d is not one of 0 (false), "
+                         "1 (true), 2 (\"never\")",
+                         (int)o->early_stopping);
+    }
+    if (!isfinite(o->length_penalty)) {
+        return ptm__fail(PTM_E_INVAL, "generate: length_penalty %g must be finite",
+                         (double)o->length_penalty);
+    }
+    if (o->num_beams > 1 && o->do_sample) {
+        return ptm__fail(PTM_E_UNSUPPORTED,
+                         "generate: beam search with do_sample (beam sampling) is not "
+                         "implemented; use num_beams 1 or do_sample false");
+    }
+    if (o->num_beams > 1 && o->stream != NULL) {
+        return ptm__fail(PTM_E_UNSUPPORTED, "generate: a stream callback cannot be used with "
+                                            "beam search (a step's beams are not final), as in HF");
+    }
+    return PTM_OK;
+}
+
+/* The options the logits processors read. */
+static ptm_status check_processors(const struct ptm_generate_opts *o)
+{
+    if (!(o->repetition_penalty > 0)) {
+        return ptm__fail(PTM_E_INVAL, "generate: repetition_penalty %g must be > 0",
+                         (double)o->repetition_penalty);
+    }
+    if (o->no_repeat_ngram_size < 0) {
+        return ptm__fail(PTM_E_INVAL, "generate: no_repeat_ngram_size %lld must be >= 0",
+                         (long long)o->no_repeat_ngram_size);
+    }
+    return check_sampling(o);
+}
+
+static ptm_status check_opts(const struct ptm_generate_opts *o)
+{
+    ptm_status st = check_processors(o);
+    return st == PTM_OK ? check_beams(o) : st;
+}
+
 /* All processors of one step on scores [n_rows, vocab]. Row r's ids so far are
- * ids[r * ld_ids .. + n_ids). scratch comes from scratch_new(vocab). */
+ * ids[r * ld_ids .. + n_ids); the repetition penalty skips the first lead[r] (NULL: none).
+ * scratch comes from scratch_new(vocab). */
 static void process_rows(const struct ptm_generate_opts *o, const int64_t *ids, int64_t ld_ids,
-                         int64_t n_ids, int64_t n_new, float *scores, int64_t n_rows, int64_t vocab,
-                         void *scratch)
+                         int64_t n_ids, const int64_t *lead, int64_t n_new, float *scores,
+                         int64_t n_rows, int64_t vocab, void *scratch)
 {
     float *tmp = scratch;
     struct scored *sorted = (struct scored *)(tmp + vocab);
     unsigned char *seen = (unsigned char *)(sorted + vocab);
     for (int64_t r = 0; r < n_rows; r++) {
         float *s = scores + r * vocab;
+        const int64_t *row = ids + r * ld_ids;
         if (o->repetition_penalty != 1.0f) {
-            repetition_penalty(s, vocab, ids + r * ld_ids, n_ids, o->repetition_penalty, seen);
+            int64_t skip = lead ? lead[r] : 0;
+            repetition_penalty(s, vocab, row + skip, n_ids - skip, o->repetition_penalty, seen);
+        }
+        if (o->no_repeat_ngram_size > 0) {
+            no_repeat_ngram(s, vocab, row, n_ids, o->no_repeat_ngram_size);
         }
         for (int32_t e = 0; n_new < o->min_new_tokens && e < o->n_eos; e++) {
             if (o->eos_ids[e] >= 0 && o->eos_ids[e] < vocab) {
@@ -233,7 +326,11 @@ ptm_status ptm_generate_process_logits(const struct ptm_generate_opts *o, const 
                                        int64_t vocab)
 {
     ptm__error_clear();
-    ptm_status st = check_opts(o);
+    struct ptm_generate_opts full;
+    ptm_status st = opts_copy(o, &full);
+    if (st == PTM_OK) {
+        st = check_processors(&full);
+    }
     if (st != PTM_OK) {
         return st;
     }
@@ -244,7 +341,7 @@ ptm_status ptm_generate_process_logits(const struct ptm_generate_opts *o, const 
     if (scratch == NULL) {
         return ptm__fail(PTM_E_NOMEM, "generate: out of memory");
     }
-    process_rows(o, ids, n_ids, n_ids, n_new, scores, n_rows, vocab, scratch);
+    process_rows(&full, ids, n_ids, n_ids, NULL, n_new, scores, n_rows, vocab, scratch);
     ptm__free(scratch);
     return PTM_OK;
 }
@@ -272,28 +369,11 @@ static int64_t choose(const struct ptm_generate_opts *o, float *s, int64_t vocab
 
 /* ---- the decoding loop ---- */
 
-struct gen {
-    ptm_model *m;
-    const struct ptm_generate_opts *o;
-    int64_t B, S, max_total, cur;
-    int64_t *ids;  /* [B, max_total] */
-    int64_t *mask; /* [B, max_total] */
-    int32_t *running;
-    int64_t *step_tokens;
-    ptm_kv_cache *cache;
-    void *scratch;
-    float *scores;
-    struct rng rng;
-    /* Encoder-decoder models: the prompt feeds the encoder; ids hold the decoder's tokens. */
-    int seq2seq;
-    const int64_t *enc_ids, *enc_mask; /* [B, enc_S]; enc_mask may be NULL */
-    int64_t enc_S;
-    ptm_tensor *enc_out; /* the encoder's output after the first step, or NULL */
-};
-
 static void gen_free(struct gen *g)
 {
     ptm__free(g->mask);
+    ptm__free(g->lead);
+    ptm__free(g->enc_owned);
     ptm__free(g->running);
     ptm__free(g->step_tokens);
     ptm__free(g->scratch);
@@ -442,14 +522,24 @@ static ptm_status step_forward_seq2seq(struct gen *g, int64_t vocab_hint, int64_
     return st;
 }
 
+ptm_status ptm__gen_forward(struct gen *g, int64_t from, int64_t vocab_hint, int64_t *vocab)
+{
+    return g->seq2seq ? step_forward_seq2seq(g, vocab_hint, vocab)
+                      : step_forward(g, from, vocab_hint, vocab);
+}
+
+void ptm__gen_process(struct gen *g, int64_t vocab)
+{
+    process_rows(g->o, g->ids, g->max_total, g->cur, g->lead, g->cur - g->S, g->scores, g->B, vocab,
+                 g->scratch);
+}
+
 /* Choose, pad finished rows, append, stream; *done when every row has finished. */
 static ptm_status step_choose(struct gen *g, int64_t vocab, int *done)
 {
     const struct ptm_generate_opts *o = g->o;
     int64_t pad = o->pad_id >= 0 ? o->pad_id : (o->n_eos > 0 ? o->eos_ids[0] : 0);
-    /* HF's repetition penalty sees every id of the row so far, left padding included. */
-    process_rows(o, g->ids, g->max_total, g->cur, g->cur - g->S, g->scores, g->B, vocab,
-                 g->scratch);
+    ptm__gen_process(g, vocab);
     int all_done = 1;
     for (int64_t b = 0; b < g->B; b++) {
         int64_t t = choose(o, g->scores + b * vocab, vocab, &g->rng);
@@ -497,15 +587,22 @@ static ptm_status gen_init(struct gen *g, ptm_model *m, const int64_t *ids, cons
     size_t n = (size_t)(B * g->max_total);
     g->ids = ptm__calloc(n, sizeof *g->ids);
     g->mask = ptm__calloc(n, sizeof *g->mask);
+    g->lead = ptm__calloc((size_t)B, sizeof *g->lead);
     g->running = ptm__malloc((size_t)B * sizeof *g->running);
     g->step_tokens = ptm__malloc((size_t)B * sizeof *g->step_tokens);
-    if (g->ids == NULL || g->mask == NULL || g->running == NULL || g->step_tokens == NULL) {
+    if (g->ids == NULL || g->mask == NULL || g->lead == NULL || g->running == NULL ||
+        g->step_tokens == NULL) {
         return ptm__fail(PTM_E_NOMEM, "generate: out of memory");
     }
     for (int64_t b = 0; b < B; b++) {
         memcpy(g->ids + b * g->max_total, ids + b * S, (size_t)S * sizeof *ids);
         for (int64_t j = 0; j < S; j++) {
             g->mask[b * g->max_total + j] = mask ? mask[b * S + j] != 0 : 1;
+        }
+        /* HF 5.24: the repetition penalty ignores a decoder-only prompt's left padding
+         * (prompt_ignore_length = argmax(attention_mask != 0)); a decoder's ids have none. */
+        for (int64_t j = 0; mask != NULL && !g->seq2seq && j < S && !mask[b * S + j]; j++) {
+            g->lead[b] = j + 1 < S ? j + 1 : 0;
         }
         g->running[b] = 1;
     }
@@ -567,6 +664,74 @@ static void gen_compact(struct gen *g)
     }
 }
 
+/* Sampling with num_return_sequences n: every prompt row (and its mask row) n times, as HF's
+ * _expand_inputs_for_generation. *rep_ids / *rep_mask are new arrays (free them). */
+static ptm_status repeat_rows(const int64_t *ids, const int64_t *mask, int64_t B, int64_t S,
+                              int64_t n, int64_t **rep_ids, int64_t **rep_mask)
+{
+    size_t row = (size_t)S * sizeof *ids;
+    *rep_ids = ptm__malloc((size_t)(B * n) * row);
+    *rep_mask = mask ? ptm__malloc((size_t)(B * n) * row) : NULL;
+    if (*rep_ids == NULL || (mask != NULL && *rep_mask == NULL)) {
+        ptm__free(*rep_ids);
+        ptm__free(*rep_mask);
+        *rep_ids = *rep_mask = NULL;
+        return ptm__fail(PTM_E_NOMEM, "generate: out of memory");
+    }
+    for (int64_t r = 0; r < B * n; r++) {
+        memcpy(*rep_ids + r * S, ids + (r / n) * S, row);
+        if (mask != NULL) {
+            memcpy(*rep_mask + r * S, mask + (r / n) * S, row);
+        }
+    }
+    return PTM_OK;
+}
+
+/* Greedy search or sampling from the prefill's scores on. */
+static ptm_status greedy_loop(struct gen *g, int64_t vocab, int64_t **out, int64_t *out_len)
+{
+    int done = 0;
+    ptm_status st = PTM_OK;
+    while (st == PTM_OK) {
+        st = step_choose(g, vocab, &done);
+        if (st != PTM_OK || done) {
+            break;
+        }
+        st = ptm__gen_forward(g, g->cur - 1, vocab, &vocab);
+    }
+    if (st == PTM_OK) {
+        gen_compact(g);
+        *out = g->ids;
+        *out_len = g->cur;
+        g->ids = NULL;
+    }
+    return st;
+}
+
+static ptm_status generate(ptm_model *m, const int64_t *ids, const int64_t *mask, int64_t batch,
+                           int64_t seq, const struct ptm_generate_opts *o, int64_t **out,
+                           int64_t *out_len)
+{
+    struct gen g;
+    int64_t vocab = 0;
+    g.seq2seq = 0;
+    ptm_status st = is_seq2seq(m) ? gen_init_seq2seq(&g, m, ids, mask, batch, seq, o)
+                                  : gen_init(&g, m, ids, mask, batch, seq, o);
+    if (st == PTM_OK) {
+        st = ptm__gen_forward(&g, 0, 0, &vocab);
+    }
+    if (st == PTM_OK && (g.scratch = scratch_new(vocab)) == NULL) {
+        st = ptm__fail(PTM_E_NOMEM, "generate: out of memory");
+    }
+    if (st == PTM_OK) {
+        st = o->num_beams > 1 ? ptm__generate_beam(&g, vocab, out, out_len)
+                              : greedy_loop(&g, vocab, out, out_len);
+    }
+    ptm__free(g.ids);
+    gen_free(&g);
+    return st;
+}
+
 ptm_status ptm_generate(ptm_model *m, const int64_t *ids, const int64_t *mask, int64_t batch,
                         int64_t seq, const struct ptm_generate_opts *o, int64_t **out,
                         int64_t *out_len)
@@ -581,7 +746,11 @@ ptm_status ptm_generate(ptm_model *m, const int64_t *ids, const int64_t *mask, i
     if (m == NULL || ids == NULL || out == NULL || out_len == NULL || batch < 1 || seq < 1) {
         return ptm__fail(PTM_E_INVAL, "generate: bad arguments");
     }
-    ptm_status st = check_opts(o);
+    struct ptm_generate_opts full;
+    ptm_status st = opts_copy(o, &full);
+    if (st == PTM_OK) {
+        st = check_opts(&full);
+    }
     if (st != PTM_OK) {
         return st;
     }
@@ -589,33 +758,16 @@ ptm_status ptm_generate(ptm_model *m, const int64_t *ids, const int64_t *mask, i
         return ptm__fail(PTM_E_UNSUPPORTED, "generate: %s cannot generate (no LM head)",
                          ptm_model_class_name(m));
     }
-    struct gen g;
-    int64_t vocab = 0;
-    int done = 0;
-    g.seq2seq = 0;
-    st = is_seq2seq(m) ? gen_init_seq2seq(&g, m, ids, mask, batch, seq, o)
-                       : gen_init(&g, m, ids, mask, batch, seq, o);
+    int64_t n = full.num_beams == 1 ? full.num_return_sequences : 1;
+    if (n == 1) {
+        return generate(m, ids, mask, batch, seq, &full, out, out_len);
+    }
+    int64_t *rep_ids = NULL, *rep_mask = NULL;
+    st = repeat_rows(ids, mask, batch, seq, n, &rep_ids, &rep_mask);
     if (st == PTM_OK) {
-        st = g.seq2seq ? step_forward_seq2seq(&g, 0, &vocab) : step_forward(&g, 0, 0, &vocab);
+        st = generate(m, rep_ids, rep_mask, batch * n, seq, &full, out, out_len);
     }
-    if (st == PTM_OK && (g.scratch = scratch_new(vocab)) == NULL) {
-        st = ptm__fail(PTM_E_NOMEM, "generate: out of memory");
-    }
-    while (st == PTM_OK) {
-        st = step_choose(&g, vocab, &done);
-        if (st != PTM_OK || done) {
-            break;
-        }
-        st = g.seq2seq ? step_forward_seq2seq(&g, vocab, &vocab)
-                       : step_forward(&g, g.cur - 1, vocab, &vocab);
-    }
-    if (st == PTM_OK) {
-        gen_compact(&g);
-        *out = g.ids;
-        *out_len = g.cur;
-        g.ids = NULL;
-    }
-    ptm__free(g.ids);
-    gen_free(&g);
+    ptm__free(rep_ids);
+    ptm__free(rep_mask);
     return st;
 }

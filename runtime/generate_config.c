@@ -14,7 +14,8 @@
 #include "error.h"
 #include "ptm/ptm.h"
 
-/* HF defaults: max_length 20, temperature 1, top_k 50, top_p 1, repetition_penalty 1. */
+/* HF defaults: max_length 20, temperature 1, top_k 50, top_p 1, repetition_penalty 1,
+ * num_beams 1, length_penalty 1, early_stopping false, num_return_sequences 1. */
 static void defaults(struct ptm_generate_opts *o)
 {
     uint32_t size = o->struct_size;
@@ -29,6 +30,9 @@ static void defaults(struct ptm_generate_opts *o)
     o->pad_id = -1;
     o->bos_id = -1;
     o->cache_dtype = PTM_F32;
+    o->num_beams = 1;
+    o->length_penalty = 1.0f;
+    o->num_return_sequences = 1;
 }
 
 /* An integer or a list of integers into ids[]; PTM_E_TYPE otherwise. */
@@ -54,12 +58,33 @@ static ptm_status read_ids(struct json_object *v, const char *file, const char *
     return PTM_OK;
 }
 
+/* early_stopping: true, false or "never" (HF's three values). */
+static ptm_status read_early_stopping(struct json_object *root, const char *file,
+                                      struct ptm_generate_opts *o)
+{
+    struct json_object *v = NULL;
+    if (!json_object_object_get_ex(root, "early_stopping", &v) || v == NULL) {
+        return PTM_OK;
+    }
+    if (json_object_is_type(v, json_type_boolean)) {
+        o->early_stopping =
+            json_object_get_boolean(v) ? PTM_EARLY_STOPPING_TRUE : PTM_EARLY_STOPPING_HEURISTIC;
+        return PTM_OK;
+    }
+    if (json_object_is_type(v, json_type_string) &&
+        strcmp(json_object_get_string(v), "never") == 0) {
+        o->early_stopping = PTM_EARLY_STOPPING_NEVER;
+        return PTM_OK;
+    }
+    return ptm__fail(PTM_E_TYPE, "%s: \"early_stopping\": expected true, false or \"never\"", file);
+}
+
 /* Numbers and booleans of generation_config.json over the defaults. */
 static ptm_status read_file(struct json_object *root, const char *file, struct ptm_generate_opts *o)
 {
     struct {
         const char *key;
-        int kind; /* 0 int64, 1 float, 2 bool */
+        int kind; /* 0 int64, 1 float, 2 bool, 3 int32 */
         void *dst;
     } keys[] = {
         {"max_length", 0, &o->max_length},
@@ -73,6 +98,10 @@ static ptm_status read_file(struct json_object *root, const char *file, struct p
         {"repetition_penalty", 1, &o->repetition_penalty},
         {"pad_token_id", 0, &o->pad_id},
         {"bos_token_id", 0, &o->bos_id},
+        {"num_beams", 3, &o->num_beams},
+        {"length_penalty", 1, &o->length_penalty},
+        {"num_return_sequences", 3, &o->num_return_sequences},
+        {"no_repeat_ngram_size", 0, &o->no_repeat_ngram_size},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         struct json_object *v = NULL;
@@ -80,27 +109,30 @@ static ptm_status read_file(struct json_object *root, const char *file, struct p
             continue; /* absent or null: the default stands */
         }
         enum json_type t = json_object_get_type(v);
-        int ok = keys[i].kind == 0   ? t == json_type_int
+        int ok = keys[i].kind == 0 || keys[i].kind == 3 ? t == json_type_int
                  : keys[i].kind == 1 ? t == json_type_int || t == json_type_double
                                      : t == json_type_boolean;
         if (!ok) {
-            static const char *const want[] = {"integer", "number", "boolean"};
+            static const char *const want[] = {"integer", "number", "boolean", "integer"};
             return ptm__fail(PTM_E_TYPE, "%s: \"%s\": expected %s", file, keys[i].key,
                              want[keys[i].kind]);
         }
         if (keys[i].kind == 0) {
             *(int64_t *)keys[i].dst = json_object_get_int64(v);
+        } else if (keys[i].kind == 3) {
+            *(int32_t *)keys[i].dst = json_object_get_int(v);
         } else if (keys[i].kind == 1) {
             *(float *)keys[i].dst = (float)json_object_get_double(v);
         } else {
             *(int32_t *)keys[i].dst = json_object_get_boolean(v);
         }
     }
+    ptm_status st = read_early_stopping(root, file, o);
     struct json_object *eos = NULL;
-    if (json_object_object_get_ex(root, "eos_token_id", &eos) && eos != NULL) {
+    if (st == PTM_OK && json_object_object_get_ex(root, "eos_token_id", &eos) && eos != NULL) {
         return read_ids(eos, file, "eos_token_id", o->eos_ids, &o->n_eos);
     }
-    return PTM_OK;
+    return st;
 }
 
 static ptm_status load_file(const char *dir, struct ptm_generate_opts *o)
@@ -145,18 +177,23 @@ static void from_model_config(const ptm_config *c, struct ptm_generate_opts *o)
 ptm_status ptm_generate_opts_init(const ptm_model *m, struct ptm_generate_opts *o)
 {
     ptm__error_clear();
-    if (m == NULL || o == NULL || o->struct_size < sizeof *o) {
+    if (m == NULL || o == NULL || o->struct_size < PTM_GENERATE_OPTS_SIZE_1_0) {
         return ptm__fail(PTM_E_INVAL, "generate: opts_init needs a model and opts whose "
                                       "struct_size is set");
     }
-    defaults(o);
+    /* Filled at full size, handed back at the caller's (a 1.0 caller's struct is smaller). */
+    uint32_t size = o->struct_size < sizeof *o ? o->struct_size : (uint32_t)sizeof *o;
+    struct ptm_generate_opts full = {.struct_size = sizeof full};
+    defaults(&full);
     const char *dir = ptm_model_dir(m);
-    ptm_status st = dir != NULL ? load_file(dir, o) : PTM_OK;
+    ptm_status st = dir != NULL ? load_file(dir, &full) : PTM_OK;
     if (st == PTM_OK) {
-        from_model_config(ptm_model_config(m), o);
+        from_model_config(ptm_model_config(m), &full);
     } else {
-        defaults(o);
+        defaults(&full);
     }
+    full.struct_size = size;
+    memcpy(o, &full, size);
     return st;
 }
 
@@ -168,11 +205,14 @@ static int add(struct json_object *root, const char *key, struct json_object *v)
 ptm_status ptm_generate_opts_save(const struct ptm_generate_opts *o, const char *dir)
 {
     ptm__error_clear();
-    if (o == NULL || dir == NULL) {
-        return ptm__fail(PTM_E_INVAL, "generate: opts_save: NULL argument");
+    if (o == NULL || dir == NULL || o->struct_size < PTM_GENERATE_OPTS_SIZE_1_0) {
+        return ptm__fail(PTM_E_INVAL, "generate: opts_save: NULL argument or struct_size unset");
     }
-    struct ptm_generate_opts d = {.struct_size = sizeof d};
+    struct ptm_generate_opts d = {.struct_size = sizeof d}, full = d;
     defaults(&d);
+    defaults(&full); /* the members a 1.0 caller's struct lacks keep HF's defaults */
+    memcpy(&full, o, o->struct_size < sizeof full ? o->struct_size : sizeof full);
+    o = &full;
     struct json_object *root = json_object_new_object();
     int ok = root != NULL;
     if (ok && o->bos_id >= 0) {
@@ -203,7 +243,17 @@ ptm_status ptm_generate_opts_save(const struct ptm_generate_opts *o, const char 
     DIFF(top_p, "top_p", json_object_new_double)
     DIFF(min_p, "min_p", json_object_new_double)
     DIFF(repetition_penalty, "repetition_penalty", json_object_new_double)
+    DIFF(num_beams, "num_beams", json_object_new_int)
+    DIFF(length_penalty, "length_penalty", json_object_new_double)
+    DIFF(num_return_sequences, "num_return_sequences", json_object_new_int)
+    DIFF(no_repeat_ngram_size, "no_repeat_ngram_size", json_object_new_int64)
 #undef DIFF
+    if (ok && o->early_stopping != d.early_stopping) {
+        ok = add(root, "early_stopping",
+                 o->early_stopping == PTM_EARLY_STOPPING_NEVER
+                     ? json_object_new_string("never")
+                     : json_object_new_boolean(o->early_stopping == PTM_EARLY_STOPPING_TRUE));
+    }
     const char *text = ok ? json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
                                                                      JSON_C_TO_STRING_SPACED |
                                                                      JSON_C_TO_STRING_NOSLASHESCAPE)

@@ -6,8 +6,10 @@
  * compared with transformers' encoder states, logits, T5Model decoder states and, on request,
  * every stack's hidden states. T5EncoderModel loads a full checkpoint by HF's name rules.
  * Greedy decoding, by hand (no cache, encoder_outputs) and through ptm_generate (KV cache),
- * gives transformers' generate(); the decoder's cache in chunks gives the same logits; a saved
- * model stores tied weights once and reloads to the same outputs.
+ * gives transformers' generate(); so does beam search (num_beams 4, beam.safetensors cases);
+ * the decoder's cache in chunks gives the same logits and projects the cross-attention keys
+ * and values once per request; a saved model stores tied weights once and reloads to the
+ * same outputs.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "beam_cases.h"
 #include "fixture_util.h"
 #include "ptm/ptm.h"
 #include "tolerance.h"
@@ -319,6 +322,19 @@ Test(t5, decoder_cache_in_two_chunks_matches_transformers)
         ptm_tensor_map_free(out);
     }
     cr_expect(err <= PTM_TOL_F32, "max abs error %.3g", err);
+    /* The cross-attention keys and values came from the first chunk's forward and were kept;
+     * a reset makes the next request project them again. */
+    ptm_tensor *ck = NULL, *cv = NULL;
+    int32_t fill = -1;
+    int64_t S = ptm_tensor_dim(ptm_tensor_map_get(in, "encoder_outputs"), 1);
+    cr_assert_eq(ptm_kv_cache_cross_layer(cache, 1, 2, 12, S, &ck, &cv, &fill), PTM_OK, "%s",
+                 ptm_last_error());
+    cr_expect_eq(fill, 0);
+    cr_expect_eq(ptm_tensor_dim(ck, 0), B);
+    cr_expect_eq(ptm_kv_cache_cross_layer(cache, 1, 4, 12, S, &ck, &cv, &fill), PTM_E_INVAL);
+    ptm_kv_cache_reset(cache);
+    cr_assert_eq(ptm_kv_cache_cross_layer(cache, 1, 2, 12, S, &ck, &cv, &fill), PTM_OK);
+    cr_expect_eq(fill, 1);
     ptm_tensor_map_free(in);
     ptm_kv_cache_free(cache);
     ptm_st_close(inputs);
@@ -390,15 +406,26 @@ Test(t5, generate_matches_transformers_5_saved_no_rescale)
     check_generate(FIXTURE("t5-tiny-hf5-noscale"));
 }
 
+Test(t5, beam_search_matches_transformers_v1_0)
+{
+    check_beam_fixture(FIXTURE("t5-tiny"));
+}
+
+Test(t5, beam_search_matches_transformers_v1_1)
+{
+    check_beam_fixture(FIXTURE("t5-tiny-v1_1"));
+}
+
 /* Every allocation of an encoder-decoder generate() failing in turn: PTM_E_NOMEM and no
  * output, until the sweep passes the last one and the tokens are the same. */
-Test(t5, generate_survives_every_allocation_failure)
+static void sweep_allocations(int32_t num_beams)
 {
     ptm_model *m = load(FIXTURE("t5-tiny-v1_1"), NULL);
     int64_t ids[2 * 4] = {5, 9, 1, 0, 7, 3, 8, 1}, mask[2 * 4] = {1, 1, 1, 0, 1, 1, 1, 1};
     struct ptm_generate_opts o = {.struct_size = sizeof o};
     cr_assert_eq(ptm_generate_opts_init(m, &o), PTM_OK);
     o.max_new_tokens = 3;
+    o.num_beams = num_beams;
     int64_t *want = NULL, len = 0;
     cr_assert_eq(ptm_generate(m, ids, mask, 2, 4, &o, &want, &len), PTM_OK, "%s", ptm_last_error());
     for (long n = 1;; n++) {
@@ -418,6 +445,16 @@ Test(t5, generate_survives_every_allocation_failure)
     }
     ptm_free(want);
     ptm_model_free(m);
+}
+
+Test(t5, generate_survives_every_allocation_failure)
+{
+    sweep_allocations(1);
+}
+
+Test(t5, beam_search_survives_every_allocation_failure)
+{
+    sweep_allocations(3);
 }
 
 static int st_has(ptm_st_file *f, const char *name)

@@ -782,11 +782,116 @@ def check_t5_fixture(name, fx, out_dir):
     return ok
 
 
+# ---------------------------------------------------------------------------------------------
+# Beam search (tests/fixtures/<fixture>/beam.safetensors + beam.json, written by --only beam
+# without touching the fixture's other files): transformers' generate() with num_beams 4 (and
+# a greedy case with the n-gram and repetition processors) on the T5 v1.0 / v1.1 checkpoints
+# and two LLaMA ones (one eos id; two eos ids, so 3 * num_beams candidates per step), for
+# several settings. Each case is also run in float64: a case whose tokens change is decided by
+# a near-tie that no float32 implementation can be expected to reproduce, and is refused.
+
+BEAM = "beam"
+BEAM_FIXTURES = ("t5-tiny", "t5-tiny-v1_1", "llama-tiny", "llama-tiny-mqa")
+BEAM_NEW_TOKENS = 32
+# Case name -> generate() options; test_generate.c's beam cases set the same values.
+BEAM_CASES = {
+    "beam4": dict(num_beams=4),
+    "lp2_early": dict(num_beams=4, length_penalty=2.0, early_stopping=True),
+    "lpneg_never": dict(num_beams=4, length_penalty=-0.5, early_stopping="never"),
+    "never_ret2": dict(num_beams=4, early_stopping="never", num_return_sequences=2),
+    "ngram2_ret3": dict(num_beams=4, no_repeat_ngram_size=2, num_return_sequences=3),
+    "ngram3_lp05_ret4": dict(num_beams=4, no_repeat_ngram_size=3, length_penalty=0.5,
+                             num_return_sequences=4),
+    "rep13": dict(num_beams=4, repetition_penalty=1.3),
+    "greedy_ngram2_rep13": dict(num_beams=1, no_repeat_ngram_size=2, repetition_penalty=1.3),
+}
+
+
+def beam_inputs(name, directory):
+    """The prompts: T5's right-padded encoder batch, LLaMA's left-padded generate() prompts."""
+    if name.startswith("t5"):
+        inp = load_file(str(directory / "inputs.safetensors"))
+        return inp["input_ids"], inp["attention_mask"]
+    gen = load_file(str(directory / "generate.safetensors"))
+    return gen["prompt_ids"], gen["prompt_mask"]
+
+
+def beam_generate(cls, directory, dtype, ids, mask, opts):
+    # A fresh model per call, as llama_outputs does (nothing may carry over).
+    model = getattr(transformers, cls).from_pretrained(directory, attn_implementation="eager",
+                                                       dtype=dtype)
+    model.eval()
+    with torch.no_grad():
+        return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=BEAM_NEW_TOKENS,
+                              do_sample=False, **opts).contiguous()
+
+
+def beam_run(name, directory):
+    cls = "T5ForConditionalGeneration" if name.startswith("t5") else "LlamaForCausalLM"
+    ids, mask = beam_inputs(name, directory)
+    out = {"input_ids": ids, "attention_mask": mask}
+    near_ties = []
+    for case, opts in BEAM_CASES.items():
+        seqs = beam_generate(cls, directory, torch.float32, ids, mask, opts)
+        out[f"{case}.sequences"] = seqs
+        if name.startswith("t5"):
+            wide = beam_generate(cls, directory, torch.float64, ids, mask, opts)
+            same = torch.equal(seqs, wide)
+        else:
+            # transformers' float64 eager mask turns left-padded rows into NaN, so each prompt
+            # runs alone, unpadded (a row's beams never depend on the other rows); its new tokens
+            # must begin the batch's.
+            same = True
+            per = seqs.shape[0] // ids.shape[0]
+            for row in range(ids.shape[0]):
+                keep = mask[row].bool()
+                one = beam_generate(cls, directory, torch.float64, ids[row:row + 1, keep],
+                                    mask[row:row + 1, keep], opts)
+                gen = one[:, int(keep.sum()):]
+                got = seqs[row * per:(row + 1) * per, ids.shape[1]:ids.shape[1] + gen.shape[1]]
+                same = same and torch.equal(got, gen)
+        if not same:
+            near_ties.append(case)
+    return out, near_ties
+
+
+def beam_fixture(name, out_dir, check):
+    directory = out_dir / name
+    out, near_ties = beam_run(name, directory)
+    path = directory / "beam.safetensors"
+    if check:
+        old = load_file(str(path))
+        ok = set(old) == set(out) and all(torch.equal(old[k], v) for k, v in out.items())
+    else:
+        save_file(out, str(path))
+        meta = {
+            "generator": "tools/make_fixtures.py --only beam",
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+            "call": "model.generate(input_ids, attention_mask, max_new_tokens=%d, "
+                    "do_sample=False, **case)" % BEAM_NEW_TOKENS,
+            "inputs": "input_ids / attention_mask of this file (T5: inputs.safetensors, right "
+                      "padded; LLaMA: generate.safetensors prompts, left padded)",
+            "cases": BEAM_CASES,
+            "sequences": {k: list(v.shape) for k, v in out.items() if k.endswith("sequences")},
+            "float64_check": "every case gives the same tokens with the model in float64",
+        }
+        with open(directory / "beam.json", "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+            f.write("\n")
+        path.chmod(0o644)
+        (directory / "beam.json").chmod(0o644)
+        ok = True
+    ok = ok and not near_ties
+    print(f"{'ok  ' if ok else 'FAIL'} {name:24s} beam cases={len(BEAM_CASES)} "
+          f"near-ties={near_ties or 'none'}")
+    return ok
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append",
                         choices=sorted(FIXTURES) + sorted(LLAMA_FIXTURES) + [LLAMA_PROCESSORS]
-                        + sorted(T5_FIXTURES),
+                        + sorted(T5_FIXTURES) + [BEAM],
                         help="make just this fixture (repeatable)")
     parser.add_argument("--out", default="tests/fixtures", help="fixtures root directory")
     parser.add_argument("--check", action="store_true",
@@ -798,11 +903,15 @@ def main():
     torch.set_num_threads(1)
     out_dir = Path(args.out)
     names = args.only or (list(FIXTURES) + list(LLAMA_FIXTURES) + [LLAMA_PROCESSORS]
-                          + list(T5_FIXTURES))
+                          + list(T5_FIXTURES) + [BEAM])
     ok = True
     for name in names:
         if name == LLAMA_PROCESSORS:
             ok = make_llama_processors(out_dir, args.check) and ok
+            continue
+        if name == BEAM:
+            for fixture in BEAM_FIXTURES:
+                ok = beam_fixture(fixture, out_dir, args.check) and ok
             continue
         if name in T5_FIXTURES:
             if not args.check:
@@ -817,7 +926,8 @@ def main():
         if not args.check:
             make_fixture(name, FIXTURES[name], out_dir)
         ok = check_fixture(name, FIXTURES[name], out_dir) and ok
-    total = sum(p.stat().st_size for n in names for p in (out_dir / n).iterdir())
+    dirs = [d for n in names for d in (BEAM_FIXTURES if n == BEAM else (n,))]
+    total = sum(p.stat().st_size for d in dirs for p in (out_dir / d).iterdir())
     print(f"total {total} bytes in {len(names)} fixtures")
     return 0 if ok else 1
 

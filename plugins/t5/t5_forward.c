@@ -5,8 +5,10 @@
  * unidirectional bias, cross-attention over the encoder output with the encoder's padding mask)
  * and the lm_head (with HF's d_model^-0.5 rescale when the head is tied). With the runtime's
  * key/value cache, decoder_input_ids are the new tokens only: the decoder's self-attention
- * keys and values go into the cache (cross-attention ones are recomputed from the encoder
- * output, which the caller passes back as encoder_outputs). T5 attention has no
+ * keys and values go into the cache, and the cross-attention ones are projected from the
+ * encoder output by the first forward of a request into the cache's cross layers and read
+ * from there afterwards (the caller still passes the encoder output back as encoder_outputs,
+ * HF's argument, which then only fixes the shapes). T5 attention has no
  * 1/sqrt(d) scaling; T5LayerNorm is RMSNorm without bias. The bias buckets are computed on the
  * host exactly as HF's _relative_position_bucket does. output_hidden_states adds each stack's
  * states under HF's names. Eval mode: dropout is the identity.
@@ -174,44 +176,88 @@ static ptm_status kv_for_attention(struct run *r, int64_t layer, ptm_tensor *k4,
     return ptm_tensor_narrow(cv, 1, 0, r->past + S, va);
 }
 
-/* T5Attention "<at>" of x [B, Sq, D] over kv [B, Sk, D] (x itself for self-attention), with
- * the key mask, the bias and causality in o; the output projection is added to res.
- * cache_layer >= 0: the keys and values go through that cache layer. */
-static ptm_status attend(struct run *r, const char *at, ptm_tensor *x, ptm_tensor *kv,
-                         const struct ptm_attention_opts *o, int64_t cache_layer, ptm_tensor *res)
+/* The keys and values of "<at>" for kv [B, Sk, D], projected into k3 and v3 ([B, Sk, H * dk],
+ * which may be views of cache tensors). */
+static ptm_status project_kv(struct run *r, const char *at, ptm_tensor *kv, ptm_tensor *k3,
+                             ptm_tensor *v3)
+{
+    const uint32_t lin = PTM_MM_TRANS_B;
+    ptm_status st = ptm_op_matmul(k3, kv, BP(".k.weight"), NULL, lin);
+    return st == PTM_OK ? ptm_op_matmul(v3, kv, BP(".v.weight"), NULL, lin) : st;
+}
+
+/* Self-attention keys and values of x [B, S, D]: new [B, S, H, dk] tensors, or (decoder with a
+ * cache, layer >= 0) the cache's first past + S after writing them into it. New refs. */
+static ptm_status self_kv(struct run *r, const char *at, ptm_tensor *x, int64_t layer,
+                          ptm_tensor **ka, ptm_tensor **va)
+{
+    ptm_status st;
+    int64_t S = ptm_tensor_dim(x, 1), H = r->hp.heads, dk = r->hp.d_kv;
+    ptm_tensor *k = NULL, *v = NULL, *k4 = NULL, *v4 = NULL;
+    TRY(pk_new3(r->dev, r->B, S, H * dk, &k));
+    TRY(pk_new3(r->dev, r->B, S, H * dk, &v));
+    TRY(project_kv(r, at, x, k, v));
+    TRY(pk_view4(k, r->B, S, H, dk, &k4));
+    TRY(pk_view4(v, r->B, S, H, dk, &v4));
+    TRY(kv_for_attention(r, layer, k4, v4, ka, va));
+done:
+    ptm_tensor_free(k);
+    ptm_tensor_free(v);
+    ptm_tensor_free(k4);
+    ptm_tensor_free(v4);
+    return st;
+}
+
+/* Cross-attention keys and values of the encoder output enc [B, Se, D]: with a cache, its
+ * cross layer, projected only by the request's first forward; else new tensors. New refs. */
+static ptm_status cross_kv(struct run *r, const char *at, ptm_tensor *enc, int64_t layer,
+                           ptm_tensor **ka, ptm_tensor **va)
+{
+    ptm_status st;
+    int64_t Se = ptm_tensor_dim(enc, 1), H = r->hp.heads, dk = r->hp.d_kv;
+    int32_t fill = 1;
+    ptm_tensor *ck = NULL, *cv = NULL, *k3 = NULL, *v3 = NULL;
+    if (r->cache == NULL) {
+        return self_kv(r, at, enc, -1, ka, va);
+    }
+    TRY(ptm_kv_cache_cross_layer(r->cache, (int32_t)layer, H, dk, Se, &ck, &cv, &fill));
+    if (fill) {
+        int64_t shape[3] = {r->B, Se, H * dk};
+        TRY(ptm_tensor_reshape(ck, 3, shape, &k3));
+        TRY(ptm_tensor_reshape(cv, 3, shape, &v3));
+        TRY(project_kv(r, at, enc, k3, v3));
+    }
+    *ka = ptm_tensor_retain(ck);
+    *va = ptm_tensor_retain(cv);
+done:
+    ptm_tensor_free(k3);
+    ptm_tensor_free(v3);
+    return st;
+}
+
+/* T5Attention "<at>" of x [B, Sq, D] over the keys and values ka, va [B, Sk, H, dk], with
+ * the key mask, the bias and causality in o; the output projection is added to res. */
+static ptm_status attend(struct run *r, const char *at, ptm_tensor *x, ptm_tensor *ka,
+                         ptm_tensor *va, const struct ptm_attention_opts *o, ptm_tensor *res)
 {
     ptm_status st;
     const uint32_t lin = PTM_MM_TRANS_B;
-    int64_t sq = ptm_tensor_dim(x, 1), sk = ptm_tensor_dim(kv, 1);
+    int64_t sq = ptm_tensor_dim(x, 1);
     int64_t H = r->hp.heads, dk = r->hp.d_kv, inner = H * dk;
-    ptm_tensor *q = NULL, *k = NULL, *v = NULL, *ctx = NULL, *y = NULL;
-    ptm_tensor *q4 = NULL, *k4 = NULL, *v4 = NULL, *c4 = NULL, *ka = NULL, *va = NULL;
+    ptm_tensor *q = NULL, *ctx = NULL, *y = NULL, *q4 = NULL, *c4 = NULL;
     TRY(pk_new3(r->dev, r->B, sq, inner, &q));
-    TRY(pk_new3(r->dev, r->B, sk, inner, &k));
-    TRY(pk_new3(r->dev, r->B, sk, inner, &v));
     TRY(pk_new3(r->dev, r->B, sq, inner, &ctx));
     TRY(pk_new3(r->dev, r->B, sq, r->hp.d_model, &y));
     TRY(ptm_op_matmul(q, x, BP(".q.weight"), NULL, lin));
-    TRY(ptm_op_matmul(k, kv, BP(".k.weight"), NULL, lin));
-    TRY(ptm_op_matmul(v, kv, BP(".v.weight"), NULL, lin));
     TRY(pk_view4(q, r->B, sq, H, dk, &q4));
-    TRY(pk_view4(k, r->B, sk, H, dk, &k4));
-    TRY(pk_view4(v, r->B, sk, H, dk, &v4));
     TRY(pk_view4(ctx, r->B, sq, H, dk, &c4));
-    TRY(kv_for_attention(r, cache_layer, k4, v4, &ka, &va));
     TRY(ptm_op_attention(c4, q4, ka, va, 1.0f, o)); /* T5: no 1/sqrt(d_kv) */
     TRY(ptm_op_matmul(y, ctx, BP(".o.weight"), NULL, lin));
     TRY(ptm_op_add(res, res, y));
 done:
-    ptm_tensor_free(ka);
-    ptm_tensor_free(va);
     ptm_tensor_free(q4);
-    ptm_tensor_free(k4);
-    ptm_tensor_free(v4);
     ptm_tensor_free(c4);
     ptm_tensor_free(q);
-    ptm_tensor_free(k);
-    ptm_tensor_free(v);
     ptm_tensor_free(ctx);
     ptm_tensor_free(y);
     return st;
@@ -246,21 +292,29 @@ done:
     return st;
 }
 
-/* x += attention(norm(x)) for the T5LayerSelfAttention or T5LayerCrossAttention "<at>"; kv
- * NULL means self-attention; cache_layer as attend's. */
+/* x += attention(norm(x)) for the T5LayerSelfAttention or T5LayerCrossAttention "<at>"; enc
+ * NULL means self-attention. cache_layer >= 0: the decoder layer whose cache (self) or cross
+ * layer (enc given) holds the keys and values. */
 static ptm_status attention_layer(struct run *r, const char *at, const char *module, ptm_tensor *x,
-                                  ptm_tensor *kv, const struct ptm_attention_opts *o,
+                                  ptm_tensor *enc, const struct ptm_attention_opts *o,
                                   int64_t cache_layer)
 {
     ptm_status st;
     char name[160];
-    ptm_tensor *n = NULL;
+    ptm_tensor *n = NULL, *ka = NULL, *va = NULL;
     TRY(pk_new3(r->dev, r->B, ptm_tensor_dim(x, 1), r->hp.d_model, &n));
     TRY(ptm_op_rms_norm(n, x, NULL, BP(".layer_norm.weight"), (float)r->hp.eps));
     snprintf(name, sizeof name, "%s.%s", at, module);
-    TRY(attend(r, name, n, kv ? kv : n, o, cache_layer, x));
+    if (enc != NULL) {
+        TRY(cross_kv(r, name, enc, cache_layer, &ka, &va));
+    } else {
+        TRY(self_kv(r, name, n, cache_layer, &ka, &va));
+    }
+    TRY(attend(r, name, n, ka, va, o, x));
 done:
     ptm_tensor_free(n);
+    ptm_tensor_free(ka);
+    ptm_tensor_free(va);
     return st;
 }
 
@@ -359,7 +413,7 @@ static ptm_status decode(struct run *r, const ptm_tensor *ids, const ptm_tensor 
         snprintf(at, sizeof at, "decoder.block.%lld.layer.0", (long long)i);
         TRY(attention_layer(r, at, "SelfAttention", x, NULL, &self, i));
         snprintf(at, sizeof at, "decoder.block.%lld.layer.1", (long long)i);
-        TRY(attention_layer(r, at, "EncDecAttention", x, enc, &cross, -1));
+        TRY(attention_layer(r, at, "EncDecAttention", x, enc, &cross, i));
         snprintf(at, sizeof at, "decoder.block.%lld.layer.2", (long long)i);
         TRY(feed_forward(r, at, x));
     }

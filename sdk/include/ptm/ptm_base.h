@@ -21,7 +21,7 @@ extern "C" {
 
 /* Plugin ABI. A plugin built for major M minor n loads into a host of major M minor >= n. */
 #define PTM_ABI_MAJOR 1
-#define PTM_ABI_MINOR 0
+#define PTM_ABI_MINOR 1
 
 #define PTM_VERSION_STRING "0.1.0"
 
