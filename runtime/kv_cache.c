@@ -1,14 +1,14 @@
 /*
- * kv_cache.c - the decoder key/value cache and the forward call that uses it.
- * The runtime owns the cache: per layer a key and a value tensor [batch,
- * max_len, kv_heads, head_dim] on the model's device, allocated when the
- * architecture's forward hook first asks, and one length shared by every row,
- * advanced here after a hook succeeds; for encoder-decoder models also per
- * layer the cross-attention keys and values [batch, enc_len, heads, head_dim],
- * filled by the first forward of a request and reused by the later ones. Beam
- * search rebuilds rows from rows (ptm_kv_cache_gather). What goes into the
- * slots (rotated keys, projections) is the architecture's business; sampling
- * and beam search are generate.c's and generate_beam.c's.
+ * kv_cache.c - the decoder key/value cache and the forward call that uses it. The runtime
+ * owns the cache: per layer a key and a value tensor [batch, max_len, kv_heads, head_dim] on
+ * the model's device, allocated when the architecture's forward hook first asks (inside the
+ * forward, so with a device_map a layer's slots move to its layer's device at the first write
+ * and stay there, xfer.c), and one length shared by every row, advanced here after a hook
+ * succeeds; for encoder-decoder models also per layer the cross-attention keys and values [batch,
+ * enc_len, heads, head_dim], filled by the first forward of a request and reused by the later ones.
+ * Beam search rebuilds rows from rows (ptm_kv_cache_gather). What goes into the slots (rotated
+ * keys, projections) is the architecture's business; sampling and beam search are generate.c's and
+ * generate_beam.c's.
  */
 #include <string.h>
 
@@ -35,8 +35,8 @@ struct ptm_kv_cache {
     int32_t touched;     /* the running hook asked for a layer: it honours the cache */
     int32_t cross_asked; /* the running hook asked for a cross layer */
     int32_t cross_ready; /* the cross layers hold this request's keys and values */
-    /* cross_src[i]: the request row whose encoder keys cross row i holds (gather
-     * moves rows only when that changes). NULL until a cross layer exists. */
+    /* cross_src[i]: the request row whose encoder keys cross row i holds (gather moves rows
+     * only when that changes). NULL until a cross layer exists. */
     int64_t *cross_src;
 };
 
@@ -122,8 +122,7 @@ static ptm_status grow_layers(ptm_kv_cache *c, int32_t n)
     return PTM_OK;
 }
 
-/* A key and a value tensor, both or neither (a layer's pair is never half
- * there). */
+/* A key and a value tensor, both or neither (a layer's pair is never half there). */
 static ptm_status new_pair(ptm_device *dev, ptm_dtype dtype, const int64_t shape[4], ptm_tensor **k,
                            ptm_tensor **v)
 {
@@ -240,8 +239,7 @@ ptm_status ptm__rows_copy(ptm_tensor *dst, int64_t dst_row, ptm_tensor *src, int
     return st;
 }
 
-/* *spare = a tensor shaped like t but with n rows: the kept one when it fits,
- * else new. */
+/* *spare = a tensor shaped like t but with n rows: the kept one when it fits, else new. */
 static ptm_status spare_for(const ptm_tensor *t, int64_t n, ptm_tensor **spare)
 {
     if (*spare != NULL && ptm_tensor_dim(*spare, 0) == n) {
@@ -257,8 +255,7 @@ static ptm_status spare_for(const ptm_tensor *t, int64_t n, ptm_tensor **spare)
     return ptm_tensor_new(ptm_tensor_device(t), ptm_tensor_dtype(t), 4, shape, spare);
 }
 
-/* Rows of src (positions [0, len)) into a fresh or kept buffer *dst of n rows.
- */
+/* Rows of src (positions [0, len)) into a fresh or kept buffer *dst of n rows. */
 static ptm_status gather_into(ptm_tensor *src, const int64_t *rows, int64_t n, int64_t len,
                               ptm_tensor **dst)
 {
@@ -269,9 +266,8 @@ static ptm_status gather_into(ptm_tensor *src, const int64_t *rows, int64_t n, i
     return st;
 }
 
-/* Whether cross rows must move: a row is to hold another request row's keys, or
- * the batch changes. want[i] receives the request row that new row i stands
- * for. */
+/* Whether cross rows must move: a row is to hold another request row's keys, or the batch
+ * changes. want[i] receives the request row that new row i stands for. */
 static int cross_moves(const ptm_kv_cache *c, const int64_t *rows, int64_t n, int64_t *want)
 {
     int moves = n != c->batch;
@@ -282,9 +278,8 @@ static int cross_moves(const ptm_kv_cache *c, const int64_t *rows, int64_t n, in
     return moves;
 }
 
-/* Phase one of a gather: every new buffer written; nothing of the cache changed
- * yet. The new self-attention rows go to k2 / v2, moved cross rows to *ck / *cv
- * (arrays of n_layers). */
+/* Phase one of a gather: every new buffer written; nothing of the cache changed yet. The new
+ * self-attention rows go to k2 / v2, moved cross rows to *ck / *cv (arrays of n_layers). */
 static ptm_status gather_stage(ptm_kv_cache *c, const int64_t *rows, int64_t n, int cross,
                                ptm_tensor **ck, ptm_tensor **cv)
 {
@@ -374,9 +369,8 @@ ptm_status ptm_kv_cache_gather(ptm_kv_cache *c, const int64_t *rows, int64_t n_r
     return st;
 }
 
-/* The cache's checks before a forward: batch and room for the new tokens. The
- * cache holds the decoder's tokens: decoder_input_ids for an encoder-decoder
- * model, else input_ids. */
+/* The cache's checks before a forward: batch and room for the new tokens. The cache holds
+ * the decoder's tokens: decoder_input_ids for an encoder-decoder model, else input_ids. */
 static ptm_status check_room(const ptm_kv_cache *c, const ptm_tensor_map *inputs, int64_t *n_new)
 {
     const char *main_name =
@@ -392,8 +386,7 @@ static ptm_status check_room(const ptm_kv_cache *c, const ptm_tensor_map *inputs
     }
     if (c->len + *n_new > c->max_len) {
         return ptm__fail(PTM_E_RANGE,
-                         "forward: %lld cached + %lld new tokens exceed the "
-                         "cache's max_len %lld",
+                         "forward: %lld cached + %lld new tokens exceed the cache's max_len %lld",
                          (long long)c->len, (long long)*n_new, (long long)c->max_len);
     }
     return PTM_OK;
@@ -428,13 +421,9 @@ ptm_status ptm_model_forward_ex(ptm_model *m, const ptm_tensor_map *inputs, ptm_
         cache->touched = 0;
         cache->cross_asked = 0;
     }
-    st = cls->forward(m, &ctx);
-    if (st != PTM_OK && !ptm__error_is_set()) {
-        st = ptm__fail(st, "%s: forward failed: %s", cls->name, ptm_status_str(st));
-    }
+    st = ptm__model_run(m, &ctx);
     if (st == PTM_OK && cache != NULL && !cache->touched) {
-        /* A hook that ignores the cache would leave its slots empty for the next
-         * call. */
+        /* A hook that ignores the cache would leave its slots empty for the next call. */
         st = ptm__fail(PTM_E_UNSUPPORTED, "forward: %s does not use a key/value cache", cls->name);
     }
     if (st == PTM_OK && cache != NULL) {

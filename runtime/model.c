@@ -13,10 +13,12 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "device_map.h"
 #include "error.h"
 #include "half.h"
 #include "log.h"
 #include "tensor.h"
+#include "xfer.h"
 
 static uint64_t hash_name(const char *s)
 {
@@ -136,6 +138,7 @@ ptm_status ptm_model_declare(ptm_model *m, const char *name, int32_t ndim, const
     /* Vectors (biases, norms) compute in F32; they are saved back in the model's dtype. */
     p->dtype = ndim >= 2 && !p->keep_f32 ? m->dtype : PTM_F32;
     p->tied_to = -1;
+    p->dev = m->dev;
     m->n_params++;
     /* Rebuilding the index is O(n) per declare; fine for hundreds of parameters, and the
      * index is exact at every step so duplicates are caught. */
@@ -165,6 +168,7 @@ void ptm_model_free(ptm_model *m)
         }
         ptm__free(lists[k]->names);
     }
+    ptm__device_report_clear(&m->placed);
     ptm_config_free(m->cfg);
     ptm__free(m->dir);
     ptm__free(m);
@@ -294,7 +298,7 @@ static ptm_status init_param(ptm_model *m, struct ptm__param *p)
     if (p->init.struct_size >= sizeof p->init && pad >= 0 && p->ndim == 2 && pad < p->shape[0]) {
         memset(host + pad * p->shape[1], 0, (size_t)p->shape[1] * sizeof *host);
     }
-    ptm_status st = ptm_tensor_new(m->dev, p->dtype, p->ndim, p->shape, &p->t);
+    ptm_status st = ptm_tensor_new(p->dev, p->dtype, p->ndim, p->shape, &p->t);
     if (st == PTM_OK) {
         if (p->dtype != PTM_F32) {
             ptm__f32_to_dtype(host, host, (size_t)n, p->dtype); /* narrows in place */
@@ -329,7 +333,7 @@ ptm_status ptm__model_tie(ptm_model *m)
     return PTM_OK;
 }
 
-static int is_tied_target(const ptm_model *m, const char *name)
+int ptm__model_is_tied_target(const ptm_model *m, const char *name)
 {
     int32_t tie_emb = 1;
     if (ptm_config_get_bool(m->cfg, "tie_word_embeddings", &tie_emb) != PTM_OK) {
@@ -349,7 +353,7 @@ ptm_status ptm__model_finish(ptm_model *m, int record_missing)
 {
     for (size_t i = 0; i < m->n_params; i++) {
         struct ptm__param *p = &m->params[i];
-        if (p->t != NULL || is_tied_target(m, p->name)) {
+        if (p->t != NULL || ptm__model_is_tied_target(m, p->name)) {
             continue;
         }
         ptm_status st = init_param(m, p);
@@ -370,6 +374,9 @@ ptm_status ptm__model_finish(ptm_model *m, int record_missing)
     if (st == PTM_OK && m->cls->init_weights != NULL) {
         st = m->cls->init_weights(m);
     }
+    if (st == PTM_OK) {
+        st = ptm__device_report_make(m);
+    }
     return st;
 }
 
@@ -382,7 +389,15 @@ ptm_status ptm__model_dtype(const ptm_config *cfg, const char *want, ptm_dtype *
         return PTM_OK;
     }
     if (strcmp(want, "auto") != 0) {
-        return ptm_dtype_parse(want, out);
+        ptm_status st = ptm_dtype_parse(want, out);
+        if (st == PTM_OK && ptm_dtype_size(*out) == 0) {
+            *out = PTM_F32;
+            return ptm__fail(PTM_E_INVAL,
+                             "dtype %s: a block-quantized type; load a float dtype and set "
+                             "quantize=\"int8\" instead",
+                             want);
+        }
+        return st;
     }
     const char *s = NULL;
     if (ptm_config_get_string(cfg, "torch_dtype", &s) != PTM_OK || s == NULL) {
@@ -509,6 +524,10 @@ ptm_status ptm_model_new(const ptm_config *cfg, const char *class_name,
     if (st == PTM_OK) {
         st = ptm__model_create(copy, arch, cls, dev, dtype, opts ? opts->seed : 0, out);
     }
+    if (st == PTM_OK && (st = ptm__device_map_apply(*out, opts)) != PTM_OK) {
+        ptm_model_free(*out);
+        *out = NULL;
+    }
     if (st == PTM_OK && (st = ptm__model_finish(*out, 0)) != PTM_OK) {
         ptm_model_free(*out);
         *out = NULL;
@@ -529,9 +548,19 @@ ptm_status ptm_model_forward(ptm_model *m, const ptm_tensor_map *inputs, ptm_ten
         .outputs = outputs,
         .output_hidden_states = output_hidden_states,
     };
-    ptm_status st = m->cls->forward(m, &ctx);
+    return ptm__model_run(m, &ctx);
+}
+
+ptm_status ptm__model_run(ptm_model *m, const struct ptm_forward_ctx *ctx)
+{
+    ptm__xfer_scope_enter();
+    ptm_status st = m->cls->forward(m, ctx);
+    ptm__xfer_scope_leave();
     if (st != PTM_OK && !ptm__error_is_set()) {
         st = ptm__fail(st, "%s: forward failed: %s", m->cls->name, ptm_status_str(st));
+    }
+    if (st == PTM_OK) { /* with a device_map the last layers may have left them elsewhere */
+        st = ptm__xfer_home(ctx->outputs, m->dev);
     }
     return st;
 }

@@ -1,6 +1,7 @@
 /*
  * model.h - the model object shared by model.c (object, parameters, init, tie, forward),
- * model_load.c (from_pretrained) and model_save.c (save_pretrained).
+ * model_load.c (from_pretrained), model_save.c (save_pretrained) and device_map.c (where
+ * each parameter lives).
  */
 #ifndef PTM_RUNTIME_MODEL_H
 #define PTM_RUNTIME_MODEL_H
@@ -14,9 +15,10 @@ struct ptm__param {
     int64_t shape[PTM_MAX_DIMS];
     struct ptm_param_init init;
     ptm_dtype dtype;
-    int keep_f32;  /* listed in the class's keep_in_fp32: stays F32 whatever the model dtype */
-    ptm_tensor *t; /* NULL until loaded or initialised */
-    long tied_to;  /* index of the parameter this one shares storage with, or -1 */
+    int keep_f32;    /* listed in the class's keep_in_fp32: stays F32 whatever the model dtype */
+    ptm_tensor *t;   /* NULL until loaded or initialised */
+    long tied_to;    /* index of the parameter this one shares storage with, or -1 */
+    ptm_device *dev; /* where it is loaded or initialised (device_map); the model's by default */
 };
 
 struct ptm__name_list {
@@ -24,11 +26,19 @@ struct ptm__name_list {
     size_t n, cap;
 };
 
+/* Where each module went (HF hf_device_map): module names, collapsed and ranged as in
+ * device_map.c, each with its device. */
+struct ptm__device_report {
+    char **names;
+    ptm_device **devs;
+    size_t n;
+};
+
 struct ptm_model {
     ptm_config *cfg;
     const struct ptm__arch_entry *arch;
     const struct ptm_model_class *cls;
-    ptm_device *dev;
+    ptm_device *dev; /* the main device (the first parameter's): forward scratch lives here */
     ptm_dtype dtype; /* of matrix weights; vectors are kept in F32 */
     struct ptm__param *params;
     size_t n_params, cap_params;
@@ -38,6 +48,8 @@ struct ptm_model {
     struct ptm__name_list info[3];
     struct ptm__name_list tags; /* add_model_tags, for the model card */
     uint64_t seed;
+    int quantized; /* some weights are PTM_Q8_0 (model_quant.c) */
+    struct ptm__device_report placed;
 };
 
 /* Fill p's rows [from, rows) by its init spec from the model's seed (row-wise, [rows, cols]
@@ -59,6 +71,17 @@ ptm_status ptm__model_finish(ptm_model *m, int record_missing);
 
 /* Tie each pair the class lists (the embedding pair only when tie_word_embeddings). */
 ptm_status ptm__model_tie(ptm_model *m);
+
+/* Whether name is the tied side of a pair tying applies to (it will share its source). */
+int ptm__model_is_tied_target(const ptm_model *m, const char *name);
+
+/* Run the class's forward hook with ctx: inside a forward scope (xfer.h), then the outputs
+ * come back to the model's main device. */
+ptm_status ptm__model_run(ptm_model *m, const struct ptm_forward_ctx *ctx);
+
+/* Quantize the eligible weights as ptm_load_opts.quantize asks (NULL, "none" or "int8");
+ * model_quant.c. */
+ptm_status ptm__model_quantize(ptm_model *m, const char *how);
 
 ptm_status ptm__name_list_add(struct ptm__name_list *l, const char *name);
 

@@ -162,7 +162,7 @@ static ptm_status resize_rows(ptm_model *m, const char *name, int64_t rows, int 
     int64_t old_shape[2] = {old_rows, cols}, shape[2] = {rows, cols};
     ptm_status st = data && old ? PTM_OK : ptm__fail(PTM_E_NOMEM, "resize: out of memory");
     if (st == PTM_OK) { /* widen to F32 on the device, then read */
-        st = ptm_tensor_new(m->dev, PTM_F32, p->ndim, old_shape, &f32);
+        st = ptm_tensor_new(p->dev, PTM_F32, p->ndim, old_shape, &f32);
     }
     if (st == PTM_OK && (st = ptm_op_convert(f32, p->t)) == PTM_OK) {
         st = ptm_tensor_read(f32, old, (size_t)(old_rows * cols) * sizeof *old);
@@ -179,12 +179,12 @@ static ptm_status resize_rows(ptm_model *m, const char *name, int64_t rows, int 
             memset(data + old_rows, 0, (size_t)(rows - old_rows) * sizeof *data);
         }
     }
-    if (st == PTM_OK && (st = ptm_tensor_new(m->dev, PTM_F32, p->ndim, shape, &t)) == PTM_OK) {
+    if (st == PTM_OK && (st = ptm_tensor_new(p->dev, PTM_F32, p->ndim, shape, &t)) == PTM_OK) {
         st = ptm_tensor_write(t, data, (size_t)(rows * cols) * sizeof *data);
     }
     if (st == PTM_OK && p->dtype != PTM_F32) { /* back to the parameter's dtype */
         ptm_tensor *narrow = NULL;
-        st = ptm_tensor_new(m->dev, p->dtype, p->ndim, shape, &narrow);
+        st = ptm_tensor_new(p->dev, p->dtype, p->ndim, shape, &narrow);
         if (st == PTM_OK && (st = ptm_op_convert(narrow, t)) == PTM_OK) {
             ptm_tensor_free(t);
             t = narrow;

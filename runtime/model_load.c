@@ -1,7 +1,8 @@
 /*
  * model_load.c - from_pretrained: resolve the name, read the config, pick the class,
- * declare, map the safetensors weights and match them to the declared parameters across
- * base_model_prefix, convert dtypes where needed, initialise the rest, tie.
+ * declare, place the parameters on devices (device_map.c), map the safetensors weights and
+ * match them to the declared parameters across base_model_prefix, convert dtypes where
+ * needed, initialise the rest, tie.
  *
  * The prefix rule is HF's: when the checkpoint's keys carry "<prefix>." and the class's do
  * not, the prefix is stripped (a head checkpoint into the base class; the head's weights are
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "device_map.h"
 #include "error.h"
 #include "log.h"
 #include "model.h"
@@ -134,13 +136,13 @@ static ptm_status place(ptm_model *m, struct ptm__param *p, const struct ptm_st_
     ptm_status st;
     if (addr % esize == 0) {
         atomic_fetch_add(&ref->refs, 1);
-        st = ptm_tensor_wrap_host(m->dev, t->dtype, p->ndim, p->shape, (void *)t->data,
+        st = ptm_tensor_wrap_host(p->dev, t->dtype, p->ndim, p->shape, (void *)t->data,
                                   st_ref_release, ref, &src);
         if (st != PTM_OK) {
             return st;
         }
     } else { /* misaligned in the file: one copy */
-        st = ptm_tensor_from_host(m->dev, t->dtype, p->ndim, p->shape, t->data, &src);
+        st = ptm_tensor_from_host(p->dev, t->dtype, p->ndim, p->shape, t->data, &src);
         if (st != PTM_OK) {
             return st;
         }
@@ -149,7 +151,7 @@ static ptm_status place(ptm_model *m, struct ptm__param *p, const struct ptm_st_
         p->t = src;
         return PTM_OK;
     }
-    st = ptm_tensor_new(m->dev, p->dtype, p->ndim, p->shape, &p->t);
+    st = ptm_tensor_new(p->dev, p->dtype, p->ndim, p->shape, &p->t);
     if (st == PTM_OK && (st = ptm_op_convert(p->t, src)) != PTM_OK) {
         ptm__error_prefix(p->name);
     }
@@ -256,7 +258,10 @@ static ptm_status load_from(const char *name, const struct ptm__resolved *r,
         return st;
     }
     ptm_st_file *f = NULL;
-    st = ptm_st_open_dir(dir, o ? o->variant : NULL, &f);
+    st = ptm__device_map_apply(m, o);
+    if (st == PTM_OK) {
+        st = ptm_st_open_dir(dir, o ? o->variant : NULL, &f);
+    }
     struct st_ref *ref = NULL;
     if (st == PTM_OK && (ref = ptm__calloc(1, sizeof *ref)) == NULL) {
         ptm_st_close(f);
@@ -270,6 +275,9 @@ static ptm_status load_from(const char *name, const struct ptm__resolved *r,
     }
     if (st == PTM_OK) {
         st = ptm__model_finish(m, 1);
+    }
+    if (st == PTM_OK && o != NULL && PTM_HAS(o, struct ptm_load_opts, quantize)) {
+        st = ptm__model_quantize(m, o->quantize);
     }
     if (st == PTM_OK && (m->dir = ptm__strdup(dir)) == NULL) {
         st = ptm__fail(PTM_E_NOMEM, "%s: out of memory", dir);

@@ -254,6 +254,13 @@ ptm_status ptm_model_save(const ptm_model *m, const char *dir, const struct ptm_
     if (m == NULL || dir == NULL) {
         return ptm__fail(PTM_E_INVAL, "ptm_model_save: NULL argument");
     }
+    if (m->quantized) {
+        /* Q8_0 is no safetensors dtype, and HF could not load it back. */
+        return ptm__fail(PTM_E_UNSUPPORTED,
+                         "%s: the model is quantized (int8); call ptm_model_dequantize before "
+                         "saving",
+                         dir);
+    }
     struct ptm__dir_swap swap;
     ptm_status st = ptm__dir_swap_begin(dir, &swap);
     if (st != PTM_OK) {

@@ -1,38 +1,52 @@
 /*
- * ops.c - the op set's front door: each ptm_op_* checks its operands (one device, dtypes,
- * shapes) with messages naming the op and the mismatch, builds the kernel views and calls
- * the owning backend's kernel. It computes nothing itself.
+ * ops.c - the op set's front door: each ptm_op_* checks its operands (dtypes, shapes) with
+ * messages naming the op and the mismatch, brings them onto one device (xfer.c: the device
+ * of the op's weight, or of its first input, so that with a device_map each layer runs where
+ * its parameters are), builds the kernel views and calls that device's backend kernel. It
+ * computes nothing itself.
  */
 #include <string.h>
 
 #include "error.h"
 #include "ptm/ptm_ops.h"
 #include "tensor.h"
+#include "xfer.h"
 
 #define KV(name, t)                                                                                \
     struct ptm_kview name;                                                                         \
     ptm__tensor_kview((t), &name)
 
-/* The backend's kernel, or PTM_E_UNSUPPORTED naming the backend and the op. */
-#define KERNEL(dev, member, opname)                                                                \
-    const struct ptm_backend *be_ = (dev)->backend->be;                                            \
+/* The kernel of the placed op's backend, or PTM_E_UNSUPPORTED naming the backend and the op
+ * (after releasing the placement's temporaries). */
+#define KERNEL(pl, member, opname)                                                                 \
+    const struct ptm_backend *be_ = (pl).dev->backend->be;                                         \
     if (!PTM_HAS(be_, struct ptm_backend, member) || be_->member == NULL) {                        \
-        return ptm__fail(PTM_E_UNSUPPORTED, "op %s: backend %s has no kernel for it", opname,      \
-                         be_->name);                                                               \
+        return ptm__xfer_finish(&(pl), ptm__fail(PTM_E_UNSUPPORTED,                                \
+                                                 "op %s: backend %s has no kernel for it", opname, \
+                                                 be_->name));                                      \
     }                                                                                              \
-    void *ctx_ = (dev)->backend->ctx
+    void *ctx_ = (pl).dev->backend->ctx
 
-static ptm_status same_device(const char *op, const ptm_tensor *out, const ptm_tensor *a,
-                              const ptm_tensor *b, const ptm_tensor *c)
+/* Place the op's operands (xfer.h) or return the failure. */
+#define PLACE(pl, opname, out, anchor, ...)                                                        \
+    struct ptm__placed pl;                                                                         \
+    do {                                                                                           \
+        const ptm_tensor *const in_[] = {__VA_ARGS__};                                             \
+        ptm_status pst_ = ptm__xfer_place(&pl, (opname), (out), in_,                               \
+                                          (int)(sizeof in_ / sizeof in_[0]), (anchor));            \
+        if (pst_ != PTM_OK) {                                                                      \
+            return pst_;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+/* Kernel view of an optional operand: NULL stays NULL. */
+static const struct ptm_kview *opt_kview(const ptm_tensor *t, struct ptm_kview *kv)
 {
-    const ptm_tensor *ts[] = {a, b, c};
-    for (int i = 0; i < 3; i++) {
-        if (ts[i] != NULL && ts[i]->dev != out->dev) {
-            return ptm__fail(PTM_E_INVAL, "op %s: operands on different devices (%s and %s)", op,
-                             out->dev->name, ts[i]->dev->name);
-        }
+    if (t == NULL) {
+        return NULL;
     }
-    return PTM_OK;
+    ptm__tensor_kview(t, kv);
+    return kv;
 }
 
 static int64_t rows_of(const ptm_tensor *t)
@@ -62,10 +76,6 @@ static ptm_status same_shape(const char *op, const ptm_tensor *a, const ptm_tens
 ptm_status ptm_op_matmul(ptm_tensor *out, const ptm_tensor *a, const ptm_tensor *b,
                          const ptm_tensor *bias, uint32_t flags)
 {
-    ptm_status st = same_device("matmul", out, a, b, bias);
-    if (st != PTM_OK) {
-        return st;
-    }
     int trans = (flags & PTM_MM_TRANS_B) != 0;
     int64_t k = last_dim(a);
     int64_t n = b->ndim == 2 ? (trans ? b->ne[0] : b->ne[1]) : -1;
@@ -82,39 +92,33 @@ ptm_status ptm_op_matmul(ptm_tensor *out, const ptm_tensor *a, const ptm_tensor 
         return ptm__fail(PTM_E_INVAL, "op matmul: bias has %lld elements, expected %lld",
                          (long long)ptm_tensor_numel(bias), (long long)n);
     }
-    KERNEL(out->dev, matmul, "matmul");
-    KV(ko, out);
-    KV(ka, a);
-    KV(kb, b);
+    PLACE(pl, "matmul", out, b, a, b, bias);
+    KERNEL(pl, matmul, "matmul");
+    KV(ko, pl.out);
+    KV(ka, pl.in[0]);
+    KV(kb, pl.in[1]);
     struct ptm_kview kbias;
-    if (bias != NULL) {
-        ptm__tensor_kview(bias, &kbias);
-    }
-    return be_->matmul(ctx_, &ko, &ka, &kb, bias ? &kbias : NULL, flags);
+    return ptm__xfer_finish(&pl,
+                            be_->matmul(ctx_, &ko, &ka, &kb, opt_kview(pl.in[2], &kbias), flags));
 }
 
 ptm_status ptm_op_unary(ptm_tensor *out, const ptm_tensor *x, int32_t op)
 {
-    ptm_status st = same_device("unary", out, x, NULL, NULL);
-    if (st == PTM_OK) {
-        st = same_shape("unary", out, x);
-    }
+    ptm_status st = same_shape("unary", out, x);
     if (st != PTM_OK) {
         return st;
     }
-    KERNEL(out->dev, unary, "unary");
-    KV(ko, out);
-    KV(kx, x);
-    return be_->unary(ctx_, op, &ko, &kx);
+    PLACE(pl, "unary", out, x, x);
+    KERNEL(pl, unary, "unary");
+    KV(ko, pl.out);
+    KV(kx, pl.in[0]);
+    return ptm__xfer_finish(&pl, be_->unary(ctx_, op, &ko, &kx));
 }
 
 static ptm_status binary(const char *name, int32_t op, ptm_tensor *out, const ptm_tensor *a,
                          const ptm_tensor *b)
 {
-    ptm_status st = same_device(name, out, a, b, NULL);
-    if (st == PTM_OK) {
-        st = same_shape(name, out, a);
-    }
+    ptm_status st = same_shape(name, out, a);
     if (st != PTM_OK) {
         return st;
     }
@@ -126,11 +130,12 @@ static ptm_status binary(const char *name, int32_t op, ptm_tensor *out, const pt
     if (!ok) {
         return ptm__fail(PTM_E_INVAL, "op %s: b's shape is not a suffix of a's", name);
     }
-    KERNEL(out->dev, binary, name);
-    KV(ko, out);
-    KV(ka, a);
-    KV(kb, b);
-    return be_->binary(ctx_, op, &ko, &ka, &kb);
+    PLACE(pl, name, out, a, a, b);
+    KERNEL(pl, binary, name);
+    KV(ko, pl.out);
+    KV(ka, pl.in[0]);
+    KV(kb, pl.in[1]);
+    return ptm__xfer_finish(&pl, be_->binary(ctx_, op, &ko, &ka, &kb));
 }
 
 ptm_status ptm_op_add(ptm_tensor *out, const ptm_tensor *a, const ptm_tensor *b)
@@ -145,30 +150,22 @@ ptm_status ptm_op_mul(ptm_tensor *out, const ptm_tensor *a, const ptm_tensor *b)
 
 ptm_status ptm_op_scale(ptm_tensor *out, const ptm_tensor *x, float s)
 {
-    ptm_status st = same_device("scale", out, x, NULL, NULL);
-    if (st == PTM_OK) {
-        st = same_shape("scale", out, x);
-    }
+    ptm_status st = same_shape("scale", out, x);
     if (st != PTM_OK) {
         return st;
     }
-    KERNEL(out->dev, scale, "scale");
-    KV(ko, out);
-    KV(kx, x);
-    return be_->scale(ctx_, &ko, &kx, s);
+    PLACE(pl, "scale", out, x, x);
+    KERNEL(pl, scale, "scale");
+    KV(ko, pl.out);
+    KV(kx, pl.in[0]);
+    return ptm__xfer_finish(&pl, be_->scale(ctx_, &ko, &kx, s));
 }
 
 static ptm_status norm(const char *name, int32_t kind, ptm_tensor *out, const ptm_tensor *x,
                        const ptm_tensor *residual, const ptm_tensor *weight, const ptm_tensor *bias,
                        float eps)
 {
-    ptm_status st = same_device(name, out, x, residual, weight);
-    if (st == PTM_OK) {
-        st = same_device(name, out, bias, NULL, NULL);
-    }
-    if (st == PTM_OK) {
-        st = same_shape(name, out, x);
-    }
+    ptm_status st = same_shape(name, out, x);
     if (st == PTM_OK && residual != NULL) {
         st = same_shape(name, x, residual);
     }
@@ -180,18 +177,14 @@ static ptm_status norm(const char *name, int32_t kind, ptm_tensor *out, const pt
         return ptm__fail(PTM_E_INVAL, "op %s: weight or bias size differs from %lld", name,
                          (long long)d);
     }
-    KERNEL(out->dev, norm, name);
-    KV(ko, out);
-    KV(kx, x);
-    KV(kw, weight);
+    PLACE(pl, name, out, weight, x, residual, weight, bias);
+    KERNEL(pl, norm, name);
+    KV(ko, pl.out);
+    KV(kx, pl.in[0]);
+    KV(kw, pl.in[2]);
     struct ptm_kview kr, kb;
-    if (residual != NULL) {
-        ptm__tensor_kview(residual, &kr);
-    }
-    if (bias != NULL) {
-        ptm__tensor_kview(bias, &kb);
-    }
-    return be_->norm(ctx_, kind, &ko, &kx, residual ? &kr : NULL, &kw, bias ? &kb : NULL, eps);
+    return ptm__xfer_finish(&pl, be_->norm(ctx_, kind, &ko, &kx, opt_kview(pl.in[1], &kr), &kw,
+                                           opt_kview(pl.in[3], &kb), eps));
 }
 
 ptm_status ptm_op_layer_norm(ptm_tensor *out, const ptm_tensor *x, const ptm_tensor *residual,
@@ -208,25 +201,19 @@ ptm_status ptm_op_rms_norm(ptm_tensor *out, const ptm_tensor *x, const ptm_tenso
 
 ptm_status ptm_op_softmax(ptm_tensor *out, const ptm_tensor *x)
 {
-    ptm_status st = same_device("softmax", out, x, NULL, NULL);
-    if (st == PTM_OK) {
-        st = same_shape("softmax", out, x);
-    }
+    ptm_status st = same_shape("softmax", out, x);
     if (st != PTM_OK) {
         return st;
     }
-    KERNEL(out->dev, softmax, "softmax");
-    KV(ko, out);
-    KV(kx, x);
-    return be_->softmax(ctx_, &ko, &kx);
+    PLACE(pl, "softmax", out, x, x);
+    KERNEL(pl, softmax, "softmax");
+    KV(ko, pl.out);
+    KV(kx, pl.in[0]);
+    return ptm__xfer_finish(&pl, be_->softmax(ctx_, &ko, &kx));
 }
 
 ptm_status ptm_op_embedding(ptm_tensor *out, const ptm_tensor *table, const ptm_tensor *ids)
 {
-    ptm_status st = same_device("embedding", out, table, ids, NULL);
-    if (st != PTM_OK) {
-        return st;
-    }
     if (table->ndim != 2 || (ids->dtype != PTM_I32 && ids->dtype != PTM_I64) ||
         ptm_tensor_numel(ids) != rows_of(out) || last_dim(out) != table->ne[1]) {
         return ptm__fail(PTM_E_INVAL,
@@ -236,11 +223,12 @@ ptm_status ptm_op_embedding(ptm_tensor *out, const ptm_tensor *table, const ptm_
                          (long long)ptm_tensor_numel(ids), (long long)rows_of(out),
                          (long long)last_dim(out));
     }
-    KERNEL(out->dev, embedding, "embedding");
-    KV(ko, out);
-    KV(kt, table);
-    KV(ki, ids);
-    return be_->embedding(ctx_, &ko, &kt, &ki);
+    PLACE(pl, "embedding", out, table, table, ids);
+    KERNEL(pl, embedding, "embedding");
+    KV(ko, pl.out);
+    KV(kt, pl.in[0]);
+    KV(ki, pl.in[1]);
+    return ptm__xfer_finish(&pl, be_->embedding(ctx_, &ko, &kt, &ki));
 }
 
 ptm_status ptm_op_attention(ptm_tensor *out, const ptm_tensor *q, const ptm_tensor *k,
@@ -248,13 +236,6 @@ ptm_status ptm_op_attention(ptm_tensor *out, const ptm_tensor *q, const ptm_tens
 {
     const ptm_tensor *mask = opts ? opts->key_mask : NULL;
     const ptm_tensor *bias = opts ? opts->bias : NULL;
-    ptm_status st = same_device("attention", out, q, k, v);
-    if (st == PTM_OK) {
-        st = same_device("attention", out, mask, bias, NULL);
-    }
-    if (st != PTM_OK) {
-        return st;
-    }
     if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4 || out->ndim != 4 ||
         memcmp(out->ne, q->ne, sizeof q->ne) != 0 || memcmp(k->ne, v->ne, sizeof k->ne) != 0 ||
         k->ne[0] != q->ne[0] || k->ne[3] != q->ne[3] || k->ne[2] == 0 || q->ne[2] % k->ne[2] != 0) {
@@ -264,55 +245,43 @@ ptm_status ptm_op_attention(ptm_tensor *out, const ptm_tensor *q, const ptm_tens
     if (mask != NULL && (mask->ndim != 2 || mask->ne[0] != q->ne[0] || mask->ne[1] != k->ne[1])) {
         return ptm__fail(PTM_E_INVAL, "op attention: key mask is not [batch, keys]");
     }
-    KERNEL(out->dev, attention, "attention");
-    KV(ko, out);
-    KV(kq, q);
-    KV(kk, k);
-    KV(kvv, v);
+    PLACE(pl, "attention", out, q, q, k, v, mask, bias);
+    KERNEL(pl, attention, "attention");
+    KV(ko, pl.out);
+    KV(kq, pl.in[0]);
+    KV(kk, pl.in[1]);
+    KV(kvv, pl.in[2]);
     struct ptm_kview km, kb;
-    if (mask != NULL) {
-        ptm__tensor_kview(mask, &km);
-    }
-    if (bias != NULL) {
-        ptm__tensor_kview(bias, &kb);
-    }
     struct ptm_attn_args args = {
         .struct_size = sizeof args,
         .out = &ko,
         .q = &kq,
         .k = &kk,
         .v = &kvv,
-        .key_mask = mask ? &km : NULL,
-        .bias = bias ? &kb : NULL,
+        .key_mask = opt_kview(pl.in[3], &km),
+        .bias = opt_kview(pl.in[4], &kb),
         .scale = scale,
         .causal = opts ? opts->causal : 0,
         .q_offset = opts ? opts->q_offset : 0,
     };
-    return be_->attention(ctx_, &args);
+    return ptm__xfer_finish(&pl, be_->attention(ctx_, &args));
 }
 
 ptm_status ptm_op_convert(ptm_tensor *out, const ptm_tensor *x)
 {
-    ptm_status st = same_device("convert", out, x, NULL, NULL);
-    if (st != PTM_OK) {
-        return st;
-    }
     if (ptm_tensor_numel(out) != ptm_tensor_numel(x) || !ptm_tensor_is_contiguous(out)) {
         return ptm__fail(PTM_E_INVAL, "op convert: out must be contiguous with x's size");
     }
-    KERNEL(out->dev, convert, "convert");
-    KV(ko, out);
-    KV(kx, x);
-    return be_->convert(ctx_, &ko, &kx);
+    PLACE(pl, "convert", out, x, x);
+    KERNEL(pl, convert, "convert");
+    KV(ko, pl.out);
+    KV(kx, pl.in[0]);
+    return ptm__xfer_finish(&pl, be_->convert(ctx_, &ko, &kx));
 }
 
 ptm_status ptm_op_rope(ptm_tensor *x, const ptm_tensor *positions, const ptm_tensor *inv_freq,
                        float attn_factor, int32_t rot_dims, int32_t neox)
 {
-    ptm_status st = same_device("rope", x, positions, inv_freq, NULL);
-    if (st != PTM_OK) {
-        return st;
-    }
     if (x->ndim != 4 || x->dtype != PTM_F32) {
         return ptm__fail(PTM_E_INVAL, "op rope: x must be F32 [B, S, H, D]");
     }
@@ -329,10 +298,12 @@ ptm_status ptm_op_rope(ptm_tensor *x, const ptm_tensor *positions, const ptm_ten
         return ptm__fail(PTM_E_INVAL, "op rope: inv_freq must be F32 with %d elements, got %lld",
                          (int)(rot_dims / 2), (long long)ptm_tensor_numel(inv_freq));
     }
-    KERNEL(x->dev, rope, "rope");
-    KV(kx, x);
-    KV(kp, positions);
-    KV(kf, inv_freq);
+    /* x is read and written in place: it anchors the op, so it is never a stand-in. */
+    PLACE(pl, "rope", x, x, positions, inv_freq);
+    KERNEL(pl, rope, "rope");
+    KV(kx, pl.out);
+    KV(kp, pl.in[0]);
+    KV(kf, pl.in[1]);
     struct ptm_rope_args args = {
         .struct_size = sizeof args,
         .x = &kx,
@@ -342,5 +313,5 @@ ptm_status ptm_op_rope(ptm_tensor *x, const ptm_tensor *positions, const ptm_ten
         .rot_dims = rot_dims,
         .neox = neox,
     };
-    return be_->rope(ctx_, &args);
+    return ptm__xfer_finish(&pl, be_->rope(ctx_, &args));
 }

@@ -10,18 +10,33 @@
 #include "alloc.h"
 #include "error.h"
 #include "ptm/ptm_backend.h"
+#include "xfer.h"
+
+/* Bytes of the innermost dimension's stride: the element size, or 1 for a block type (its
+ * rows are addressed in bytes and only whole rows may be viewed). */
+static int64_t inner_stride(ptm_dtype dtype)
+{
+    return ptm_dtype_size(dtype) ? (int64_t)ptm_dtype_size(dtype) : 1;
+}
 
 static ptm_status check_shape(ptm_dtype dtype, int32_t ndim, const int64_t *shape, size_t *bytes)
 {
-    if (ptm_dtype_size(dtype) == 0) {
+    if (ptm_dtype_block(dtype) == 0) {
         return ptm__fail(PTM_E_INVAL, "tensor: unknown dtype %d", (int)dtype);
     }
     if (ndim < 1 || ndim > PTM_MAX_DIMS || shape == NULL) {
         return ptm__fail(PTM_E_INVAL, "tensor: %d dimensions, expected 1 to %d", (int)ndim,
                          PTM_MAX_DIMS);
     }
-    size_t n = ptm_dtype_size(dtype);
-    for (int32_t i = 0; i < ndim; i++) {
+    size_t n = ptm_dtype_row_bytes(dtype, shape[ndim - 1]);
+    if (n == 0 && shape[ndim - 1] != 0) {
+        return ptm__fail(PTM_E_INVAL,
+                         "tensor: last dimension %lld of a %s tensor; expected a "
+                         "multiple of %lld",
+                         (long long)shape[ndim - 1], ptm_dtype_name(dtype),
+                         (long long)ptm_dtype_block(dtype));
+    }
+    for (int32_t i = 0; i + 1 < ndim; i++) {
         if (shape[i] < 0 || __builtin_mul_overflow(n, (size_t)shape[i], &n)) {
             return ptm__fail(PTM_E_INVAL, "tensor: dimension %d is %lld", (int)i,
                              (long long)shape[i]);
@@ -35,11 +50,12 @@ static void set_layout(ptm_tensor *t, ptm_dtype dtype, int32_t ndim, const int64
 {
     t->dtype = dtype;
     t->ndim = ndim;
-    int64_t stride = (int64_t)ptm_dtype_size(dtype);
     for (int32_t i = PTM_MAX_DIMS - 1; i >= 0; i--) {
         t->ne[i] = i < ndim ? shape[i] : 1;
     }
-    for (int32_t i = ndim - 1; i >= 0; i--) {
+    t->nb[ndim - 1] = inner_stride(dtype);
+    int64_t stride = (int64_t)ptm_dtype_row_bytes(dtype, shape[ndim - 1]);
+    for (int32_t i = ndim - 2; i >= 0; i--) {
         t->nb[i] = stride;
         stride *= t->ne[i];
     }
@@ -81,6 +97,7 @@ ptm_status ptm_tensor_new(ptm_device *dev, ptm_dtype dtype, int32_t ndim, const 
         return ptm__fail(st, "tensor: %s: cannot allocate %zu bytes", dev->name, bytes);
     }
     t->owns_buf = 1;
+    t->movable = ptm__xfer_in_scope();
     set_layout(t, dtype, ndim, shape);
     *out = t;
     return PTM_OK;
@@ -183,13 +200,18 @@ int64_t ptm_tensor_numel(const ptm_tensor *t)
 
 size_t ptm_tensor_nbytes(const ptm_tensor *t)
 {
-    return (size_t)ptm_tensor_numel(t) * ptm_dtype_size(t->dtype);
+    int64_t rows = ptm_tensor_numel(t) / (t->ne[t->ndim - 1] ? t->ne[t->ndim - 1] : 1);
+    return (size_t)rows * ptm_dtype_row_bytes(t->dtype, t->ne[t->ndim - 1]);
 }
 
 int32_t ptm_tensor_is_contiguous(const ptm_tensor *t)
 {
-    int64_t stride = (int64_t)ptm_dtype_size(t->dtype);
-    for (int32_t i = t->ndim - 1; i >= 0; i--) {
+    int32_t last = t->ndim - 1;
+    if (t->ne[last] != 1 && t->nb[last] != inner_stride(t->dtype)) {
+        return 0;
+    }
+    int64_t stride = (int64_t)ptm_dtype_row_bytes(t->dtype, t->ne[last]);
+    for (int32_t i = last - 1; i >= 0; i--) {
         if (t->ne[i] != 1 && t->nb[i] != stride) {
             return 0;
         }
@@ -200,14 +222,13 @@ int32_t ptm_tensor_is_contiguous(const ptm_tensor *t)
 
 ptm_device *ptm_tensor_device(const ptm_tensor *t)
 {
-    return t->dev;
+    return ptm__tensor_dev(t);
 }
 
 static ptm_tensor *view_of(ptm_tensor *t)
 {
-    ptm_tensor *v = tensor_alloc(t->dev);
+    ptm_tensor *v = tensor_alloc(NULL); /* storage is reached through the root */
     if (v != NULL) {
-        v->buf = t->buf;
         v->offset = t->offset;
         v->dtype = t->dtype;
         v->ndim = t->ndim;
@@ -248,6 +269,13 @@ ptm_status ptm_tensor_reshape(ptm_tensor *t, int32_t ndim, const int64_t *shape,
         return ptm__fail(PTM_E_INVAL, "tensor: cannot reshape %lld elements to %lld",
                          (long long)numel, (long long)known);
     }
+    if (ptm_dtype_block(t->dtype) > 1 && dims[ndim - 1] != t->ne[t->ndim - 1]) {
+        return ptm__fail(PTM_E_INVAL,
+                         "tensor: reshape of a %s tensor changes its rows (%lld "
+                         "to %lld elements); only the leading dimensions may change",
+                         ptm_dtype_name(t->dtype), (long long)t->ne[t->ndim - 1],
+                         (long long)dims[ndim - 1]);
+    }
     ptm_tensor *v = view_of(t);
     if (v == NULL) {
         return ptm__fail(PTM_E_NOMEM, "tensor: out of memory");
@@ -266,6 +294,12 @@ ptm_status ptm_tensor_narrow(ptm_tensor *t, int32_t dim, int64_t start, int64_t 
                          (long long)start, (long long)(start + len),
                          (long long)(dim >= 0 && dim < t->ndim ? t->ne[dim] : 0));
     }
+    if (ptm_dtype_block(t->dtype) > 1 && dim == t->ndim - 1 && len != t->ne[dim]) {
+        return ptm__fail(PTM_E_INVAL,
+                         "tensor: narrow of a %s tensor along its rows; only "
+                         "whole rows may be viewed",
+                         ptm_dtype_name(t->dtype));
+    }
     ptm_tensor *v = view_of(t);
     if (v == NULL) {
         return ptm__fail(PTM_E_NOMEM, "tensor: out of memory");
@@ -278,11 +312,12 @@ ptm_status ptm_tensor_narrow(ptm_tensor *t, int32_t dim, int64_t start, int64_t 
 
 void *ptm_tensor_data(const ptm_tensor *t)
 {
-    const struct ptm_backend *be = t->dev->backend->be;
+    const ptm_tensor *r = ptm__tensor_root(t);
+    const struct ptm_backend *be = r->dev->backend->be;
     if (be->buffer_host_ptr == NULL) {
         return NULL;
     }
-    char *p = be->buffer_host_ptr(t->dev->backend->ctx, t->buf);
+    char *p = be->buffer_host_ptr(r->dev->backend->ctx, r->buf);
     return p != NULL ? p + t->offset : NULL;
 }
 
@@ -304,8 +339,9 @@ ptm_status ptm_tensor_read(const ptm_tensor *t, void *dst, size_t bytes)
     if (st != PTM_OK) {
         return st;
     }
-    const struct ptm__backend *b = t->dev->backend;
-    return b->be->read(b->ctx, t->buf, t->offset, dst, bytes);
+    const ptm_tensor *r = ptm__tensor_root(t);
+    const struct ptm__backend *b = r->dev->backend;
+    return b->be->read(b->ctx, r->buf, t->offset, dst, bytes);
 }
 
 ptm_status ptm_tensor_write(ptm_tensor *t, const void *src, size_t bytes)
@@ -314,14 +350,15 @@ ptm_status ptm_tensor_write(ptm_tensor *t, const void *src, size_t bytes)
     if (st != PTM_OK) {
         return st;
     }
-    const struct ptm__backend *b = t->dev->backend;
-    return b->be->write(b->ctx, t->buf, t->offset, src, bytes);
+    const ptm_tensor *r = ptm__tensor_root(t);
+    const struct ptm__backend *b = r->dev->backend;
+    return b->be->write(b->ctx, r->buf, t->offset, src, bytes);
 }
 
 void ptm__tensor_kview(const ptm_tensor *t, struct ptm_kview *kv)
 {
     kv->struct_size = sizeof *kv;
-    kv->buf = t->buf;
+    kv->buf = ptm__tensor_root(t)->buf;
     kv->offset = t->offset;
     kv->dtype = t->dtype;
     kv->ndim = t->ndim;

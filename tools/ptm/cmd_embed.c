@@ -112,12 +112,14 @@ static void print_json(const char *model, const struct texts *t, const float *v,
 
 static int run(int argc, char **argv)
 {
-    const char *model = DEFAULT_MODEL, *file = NULL;
+    const char *model = DEFAULT_MODEL, *file = NULL, *device_map = NULL;
     int as_json = 0;
     struct texts t = {0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             as_json = 1;
+        } else if (strcmp(argv[i], "--device-map") == 0 && i + 1 < argc) {
+            device_map = argv[++i];
         } else if ((strcmp(argv[i], "--model") == 0 || strcmp(argv[i], "--file") == 0) &&
                    i + 1 < argc) {
             *(argv[i][2] == 'm' ? &model : &file) = argv[i + 1];
@@ -140,7 +142,8 @@ static int run(int argc, char **argv)
     ptm_embedder *e = NULL;
     struct timespec t0, t1, t2;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    ptm_status st = ptm_embedder_load(model, NULL, &e);
+    struct ptm_load_opts lo = {.struct_size = sizeof lo, .device_map = device_map};
+    ptm_status st = ptm_embedder_load(model, &lo, &e);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     float *v = st == PTM_OK ? malloc(t.n * (size_t)ptm_embedder_dim(e) * sizeof *v) : NULL;
     if (st == PTM_OK && v == NULL) {
@@ -180,12 +183,13 @@ static int run(int argc, char **argv)
 const struct cli_command cli_cmd_embed = {
     .name = "embed",
     .summary = "sentence embeddings and their cosine similarities",
-    .usage = "[--model NAME] [--json] (TEXT... | --file FILE)\n\n"
+    .usage = "[--model NAME] [--json] [--device-map SPEC] (TEXT... | --file FILE)\n\n"
              "Embeds each text with a sentence-transformers model (its modules.json decides\n"
              "pooling and normalisation) and prints the cosine similarity matrix.\n"
              "  --model NAME  a local directory, built-in name or Hugging Face repo id in the\n"
              "                cache (default " DEFAULT_MODEL ")\n"
              "  --file FILE   one text per line (- for standard input)\n"
-             "  --json        print {model, dim, pooling, normalized, embeddings} instead\n",
+             "  --json        print {model, dim, pooling, normalized, embeddings} instead\n"
+             "  --device-map SPEC  place the layers across devices (see ptm info --help)\n",
     .run = run,
 };

@@ -131,12 +131,15 @@ static ptm_status write_outputs(const ptm_tensor_map *out, const char *path)
 static int run(int argc, char **argv)
 {
     const char *model = NULL, *ids = NULL, *mask = NULL, *cls = NULL, *output = NULL;
+    const char *quant = NULL, *device_map = NULL;
     int hidden = 0;
     for (int i = 1; i < argc; i++) {
         const char **dst = strcmp(argv[i], "--input-ids") == 0        ? &ids
                            : strcmp(argv[i], "--attention-mask") == 0 ? &mask
                            : strcmp(argv[i], "--class") == 0          ? &cls
                            : strcmp(argv[i], "--output") == 0         ? &output
+                           : strcmp(argv[i], "--quantize") == 0       ? &quant
+                           : strcmp(argv[i], "--device-map") == 0     ? &device_map
                                                                       : NULL;
         if (dst != NULL && i + 1 < argc) {
             *dst = argv[++i];
@@ -153,7 +156,8 @@ static int run(int argc, char **argv)
         fprintf(stderr, "ptm forward: MODEL, --input-ids and --output are required\n");
         return CLI_USAGE;
     }
-    struct ptm_load_opts o = {.struct_size = sizeof o, .class_name = cls};
+    struct ptm_load_opts o = {
+        .struct_size = sizeof o, .class_name = cls, .quantize = quant, .device_map = device_map};
     ptm_model *m = NULL;
     ptm_tensor_map *in = NULL, *out = NULL;
     ptm_status st = ptm_model_load(model, &o, &m);
@@ -184,13 +188,16 @@ const struct cli_command cli_cmd_forward = {
     .name = "forward",
     .summary = "run a model once and save its outputs as safetensors",
     .usage = "MODEL --input-ids FILE|LIST [--attention-mask LIST] [--class CLASS]\n"
-             "       [--hidden-states] --output OUT.safetensors\n\n"
+             "       [--hidden-states] [--quantize int8] [--device-map SPEC]\n"
+             "       --output OUT.safetensors\n\n"
              "Runs any architecture's forward pass and writes every output tensor under its\n"
              "HF name (logits, last_hidden_state, hidden_states.<i>, ...).\n"
              "  --input-ids FILE  a .safetensors file: every tensor in it is an input, by name\n"
              "  --input-ids LIST  ids as 1,2,3 (one row) or 1,2;3,4 (rows of equal length)\n"
              "  --attention-mask LIST  the same shape as the ids list (default all ones)\n"
              "  --class CLASS     the model class (default: config architectures[0])\n"
-             "  --hidden-states   also write every layer's hidden states\n",
+             "  --hidden-states   also write every layer's hidden states\n"
+             "  --quantize int8   quantize the matrix weights at load (Q8_0 blocks of 32)\n"
+             "  --device-map SPEC place the layers across devices (see ptm info --help)\n",
     .run = run,
 };

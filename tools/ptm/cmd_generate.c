@@ -1,9 +1,9 @@
 /*
- * cmd_generate.c - `ptm generate`: text generation with a causal LM. Prompts are text
- * (encoded with the model's tokenizer.json) or id lists; several prompts form one
- * left-padded batch. One prompt streams its continuation to stdout as it is decoded; a
- * batch prints each row when done. Without a usable tokenizer ids are printed. Prefill and
- * decode speed go to stderr.
+ * cmd_generate.c - `ptm generate`: text generation with a causal LM (or an encoder-decoder
+ * one). Prompts are text (encoded with the model's tokenizer.json) or id lists; several
+ * prompts form one left-padded batch. One prompt streams its continuation to stdout as it is
+ * decoded; a batch, beam search and several return sequences print each row when done. Without a
+ * usable tokenizer ids are printed. Prefill and decode speed go to stderr.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -160,9 +160,18 @@ static void print_rows(const int64_t *out, int64_t B, int64_t len, int64_t seq,
     }
 }
 
+static int is_seq2seq(const ptm_model *m)
+{
+    int32_t v = 0;
+    const ptm_config *c = ptm_model_config(m);
+    return ptm_config_has(c, "is_encoder_decoder") &&
+           ptm_config_get_bool(c, "is_encoder_decoder", &v) == PTM_OK && v;
+}
+
 /* Options into o; 0, or CLI_USAGE after printing why. */
 static int parse_args(int argc, char **argv, const char **model, const char **stop,
-                      struct prompts *p, struct ptm_generate_opts *o, char **rest)
+                      struct prompts *p, struct ptm_generate_opts *o, char **rest,
+                      struct ptm_load_opts *lo)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -173,6 +182,12 @@ static int parse_args(int argc, char **argv, const char **model, const char **st
             *model = v;
         } else if (takes && strcmp(a, "--stop") == 0) {
             *stop = v;
+        } else if (takes && strcmp(a, "--quantize") == 0) {
+            lo->quantize = v;
+        } else if (takes && strcmp(a, "--dtype") == 0) {
+            lo->dtype = v;
+        } else if (takes && strcmp(a, "--device-map") == 0) {
+            lo->device_map = v;
         } else if (takes && (strcmp(a, "--prompt") == 0 || strcmp(a, "--input-ids") == 0)) {
             if (p->n == MAX_PROMPTS) {
                 fprintf(stderr, "ptm generate: at most %d prompts\n", MAX_PROMPTS);
@@ -203,6 +218,17 @@ static int apply_numbers(int argc, char **argv, char **rest, struct ptm_generate
             continue;
         }
         const char *a = argv[i];
+        if (strcmp(a, "--early-stopping") == 0) {
+            const char *v = argv[i + 1];
+            if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0 && strcmp(v, "never") != 0) {
+                fprintf(stderr, "ptm generate: --early-stopping \"%s\": true, false or never\n", v);
+                return CLI_USAGE;
+            }
+            o->early_stopping = v[0] == 't'   ? PTM_EARLY_STOPPING_TRUE
+                                : v[0] == 'n' ? PTM_EARLY_STOPPING_NEVER
+                                              : PTM_EARLY_STOPPING_HEURISTIC;
+            continue;
+        }
         char *end = NULL;
         double x = strtod(argv[i + 1], &end);
         if (end == argv[i + 1] || *end != '\0') {
@@ -223,6 +249,14 @@ static int apply_numbers(int argc, char **argv, char **rest, struct ptm_generate
             o->seed = (uint64_t)x;
         } else if (strcmp(a, "--repetition-penalty") == 0) {
             o->repetition_penalty = (float)x;
+        } else if (strcmp(a, "--num-beams") == 0) {
+            o->num_beams = (int32_t)x;
+        } else if (strcmp(a, "--length-penalty") == 0) {
+            o->length_penalty = (float)x;
+        } else if (strcmp(a, "--no-repeat-ngram-size") == 0) {
+            o->no_repeat_ngram_size = (int64_t)x;
+        } else if (strcmp(a, "--num-return-sequences") == 0) {
+            o->num_return_sequences = (int32_t)x;
         } else {
             fprintf(stderr, "ptm generate: unknown option \"%s\"\n", a);
             return CLI_USAGE;
@@ -238,7 +272,8 @@ static int run(int argc, char **argv)
     struct ptm_generate_opts o = {.struct_size = sizeof o};
     int do_sample = 0;
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
-    int rc = rest ? parse_args(argc, argv, &model, &stop, &p, &o, rest) : CLI_FAIL;
+    struct ptm_load_opts lo = {.struct_size = sizeof lo};
+    int rc = rest ? parse_args(argc, argv, &model, &stop, &p, &o, rest, &lo) : CLI_FAIL;
     do_sample = o.do_sample;
     ptm_model *m = NULL;
     ptm_tokenizer *tok = NULL;
@@ -247,7 +282,7 @@ static int run(int argc, char **argv)
     struct timespec t0, t1;
     char why[512] = "";
     ptm_status st = PTM_OK;
-    if (rc == 0 && (st = ptm_model_load(model, NULL, &m)) == PTM_OK &&
+    if (rc == 0 && (st = ptm_model_load(model, &lo, &m)) == PTM_OK &&
         (st = ptm_generate_opts_init(m, &o)) == PTM_OK) {
         o.do_sample = do_sample ? 1 : o.do_sample;
         rc = apply_numbers(argc, argv, rest, &o);
@@ -274,7 +309,8 @@ static int run(int argc, char **argv)
         s.stop = stop;
         s.gen = malloc(((size_t)(o.max_new_tokens > 0 ? o.max_new_tokens : o.max_length) + 1) *
                        sizeof *s.gen);
-        o.stream = on_step;
+        /* Beam search has no final token per step (HF refuses a streamer there too). */
+        o.stream = o.num_beams > 1 ? NULL : on_step;
         o.stream_user = &s;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         st = s.gen ? ptm_generate(m, ids, mask, p.n, seq, &o, &out, &len) : PTM_E_NOMEM;
@@ -283,10 +319,12 @@ static int run(int argc, char **argv)
     if (rc == 0 && st != PTM_OK) {
         rc = cli_fail("generate", st);
     } else if (rc == 0) {
-        if (p.n == 1) {
+        int64_t rows = (int64_t)p.n * (o.num_return_sequences > 1 ? o.num_return_sequences : 1);
+        if (rows == 1 && o.stream != NULL) {
             printf("\n");
         } else {
-            print_rows(out, p.n, len, seq, tok);
+            /* An encoder-decoder model's rows are decoder ids: the start token, then new. */
+            print_rows(out, rows, len, is_seq2seq(m) ? 1 : seq, tok);
         }
         if (s.steps == 0) {
             s.t_first = t1;
@@ -295,7 +333,7 @@ static int run(int argc, char **argv)
         fprintf(stderr,
                 "ptm generate: %s: batch %d, prompt %lld, %lld new tokens%s; prefill %.1f "
                 "tokens/s, decode %.1f tokens/s\n",
-                model, p.n, (long long)seq, (long long)(len - seq),
+                model, p.n, (long long)seq, (long long)(len - (is_seq2seq(m) ? 1 : seq)),
                 tok ? "" : " (ids: no tokenizer)", pre > 0 ? (double)(p.n * seq) / pre : 0.0,
                 dec > 0 && s.steps > 1 ? (double)(p.n * (s.steps - 1)) / dec : 0.0);
     }
@@ -314,13 +352,22 @@ const struct cli_command cli_cmd_generate = {
     .summary = "generate text with a causal language model",
     .usage = "--model M (--prompt TEXT | --input-ids 1,2,3)... [--max-new-tokens N]\n"
              "       [--do-sample] [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
-             "       [--seed S] [--repetition-penalty R] [--stop TEXT]\n\n"
-             "Greedy search, or sampling with --do-sample, as transformers' generate(); the\n"
-             "model's generation_config.json gives the defaults and the options override it.\n"
+             "       [--seed S] [--repetition-penalty R] [--stop TEXT] [--dtype D]\n"
+             "       [--quantize int8] [--num-beams N] [--length-penalty X]\n"
+             "       [--early-stopping true|false|never] [--no-repeat-ngram-size N]\n"
+             "       [--num-return-sequences N] [--device-map SPEC]\n\n"
+             "Greedy search, sampling with --do-sample, or beam search with --num-beams N > 1,\n"
+             "as transformers' generate(); the model's generation_config.json gives the\n"
+             "defaults and the options override it. --num-return-sequences prints that many\n"
+             "rows per prompt (the best beams, or samples); beam search prints when done.\n"
              "Several --prompt / --input-ids form one left-padded batch. One prompt streams its\n"
              "continuation to stdout; ids are printed when the model has no tokenizer ptm can\n"
              "load. --stop ends a single prompt's generation once its text contains TEXT\n"
              "(HF stop_strings; the stop text is kept). Prefill and decode tokens/s go to\n"
-             "stderr.\n",
+             "stderr. --dtype loads the weights as float32 (default), bfloat16, float16 or\n"
+             "auto (the config's); --quantize int8 quantizes the matrix weights at load\n"
+             "(blocks of 32 with one scale, as llama.cpp's Q8_0). --device-map places the\n"
+             "layers across devices: auto, a device, or prefix=device pairs such as\n"
+             "model.layers.0-10=cpu,=opencl:0 (see ptm info --help).\n",
     .run = run,
 };

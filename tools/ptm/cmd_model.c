@@ -11,7 +11,7 @@
 
 /* --opt VALUE pairs shared by the model commands; the first non-option is the model. */
 struct model_args {
-    const char *model, *out, *cls, *dtype, *variant, *max_shard, *device;
+    const char *model, *out, *cls, *dtype, *variant, *max_shard, *device, *quantize, *device_map;
     int as_json;
 };
 
@@ -25,6 +25,8 @@ static int parse(const char *cmd, int argc, char **argv, struct model_args *a, i
                             : !strcmp(argv[i], "--variant")        ? &a->variant
                             : !strcmp(argv[i], "--max-shard-size") ? &a->max_shard
                             : !strcmp(argv[i], "--device")         ? &a->device
+                            : !strcmp(argv[i], "--quantize")       ? &a->quantize
+                            : !strcmp(argv[i], "--device-map")     ? &a->device_map
                                                                    : NULL;
         if (slot != NULL && v != NULL) {
             *slot = v;
@@ -58,7 +60,9 @@ static ptm_status load(const struct model_args *a, const char *dtype, const char
                               .class_name = a->cls,
                               .dtype = dtype,
                               .variant = variant,
-                              .device = a->device};
+                              .device = a->device,
+                              .quantize = a->quantize,
+                              .device_map = a->device_map};
     return ptm_model_load(a->model, &o, m);
 }
 
@@ -71,18 +75,34 @@ static json_object *name_list(const char *const *names)
     return arr;
 }
 
+/* Tied weights counted once, whatever device holds them (a host address exists only on
+ * the CPU). */
 static int64_t footprint(const ptm_model *m)
 {
-    int64_t bytes = 0;
-    const void *seen_last = NULL;
-    for (size_t i = 0; i < ptm_model_n_params(m); i++) {
-        ptm_tensor *t = ptm_model_param_at(m, i, NULL);
-        if (ptm_tensor_data(t) != seen_last) { /* tied weights share their storage */
-            bytes += (int64_t)ptm_tensor_nbytes(t);
-        }
-        seen_last = ptm_tensor_data(t);
+    return ptm_model_memory_footprint(m);
+}
+
+/* Where each module went (hf_device_map), as {module: device}. */
+static json_object *device_map_json(const ptm_model *m)
+{
+    json_object *map = json_object_new_object();
+    for (size_t i = 0; i < ptm_model_device_map_count(m); i++) {
+        ptm_device *d = NULL;
+        const char *name = ptm_model_device_map_at(m, i, &d);
+        json_object_object_add(map, name, json_object_new_string(ptm_device_name(d)));
     }
-    return bytes;
+    return map;
+}
+
+/* The same as text, only when the model spans several devices (else "device" says it). */
+static void print_device_map(const ptm_model *m)
+{
+    for (size_t i = 0; ptm_model_device_map_count(m) > 1 && i < ptm_model_device_map_count(m);
+         i++) {
+        ptm_device *d = NULL;
+        const char *name = ptm_model_device_map_at(m, i, &d);
+        printf("device map   %s -> %s\n", name, ptm_device_name(d));
+    }
 }
 
 static int run_info(int argc, char **argv)
@@ -114,11 +134,14 @@ static int run_info(int argc, char **argv)
                            json_object_new_int64(ptm_model_num_parameters(m, 0)));
     json_object_object_add(root, "parameters_without_embeddings",
                            json_object_new_int64(ptm_model_num_parameters(m, 1)));
+    json_object_object_add(root, "device_map", device_map_json(m));
     json_object_object_add(root, "memory_footprint_bytes", json_object_new_int64(footprint(m)));
     const char *wdtype = ptm_model_n_params(m)
                              ? ptm_dtype_name(ptm_tensor_dtype(ptm_model_param_at(m, 0, NULL)))
                              : "none";
     json_object_object_add(root, "dtype", json_object_new_string(wdtype));
+    const char *quant = ptm_model_quantization(m);
+    json_object_object_add(root, "quantization", quant ? json_object_new_string(quant) : NULL);
     json_object_object_add(root, "missing_keys",
                            name_list(ptm_model_loading_info(m, PTM_LOAD_MISSING)));
     json_object_object_add(root, "unexpected_keys",
@@ -130,11 +153,13 @@ static int run_info(int argc, char **argv)
     } else {
         printf("model        %s\ndirectory    %s\nclass        %s (model_type %s)\n"
                "device       %s (attention: %s)\nparameters   %lld (%lld without embeddings)\n"
-               "footprint    %.2f MB (%s)\n",
+               "footprint    %.2f MB (%s%s%s)\n",
                a.model, ptm_model_dir(m), ptm_model_class_name(m),
                ptm_config_model_type(ptm_model_config(m)), ptm_device_name(ptm_model_device(m)),
                ptm_model_attn_implementation(m), (long long)ptm_model_num_parameters(m, 0),
-               (long long)ptm_model_num_parameters(m, 1), footprint(m) / 1e6, wdtype);
+               (long long)ptm_model_num_parameters(m, 1), footprint(m) / 1e6, wdtype,
+               quant ? ", weights quantized " : "", quant ? quant : "");
+        print_device_map(m);
         const char *const *miss = ptm_model_loading_info(m, PTM_LOAD_MISSING);
         const char *const *unexp = ptm_model_loading_info(m, PTM_LOAD_UNEXPECTED);
         for (; *miss; miss++) {
@@ -178,11 +203,18 @@ static int run_save(int argc, char **argv)
 const struct cli_command cli_cmd_info = {
     .name = "info",
     .summary = "describe a model: class, config, parameters, footprint",
-    .usage = "MODEL [--class C] [--dtype D] [--json]\n\n"
+    .usage = "MODEL [--class C] [--dtype D] [--quantize int8] [--json]\n\n"
              "Loads MODEL (a directory, built-in name or cached repo id) and prints its class,\n"
              "config, parameter counts, memory footprint and what loading reported.\n"
              "  --class C   load as this class (default: the config's architectures[0])\n"
              "  --dtype D   float32, bfloat16, float16 or auto (default auto: the config's)\n"
+             "  --quantize int8  quantize the matrix weights at load (Q8_0); shown in the\n"
+             "              footprint line and as \"quantization\" in JSON\n"
+             "  --device-map SPEC  place the modules across devices (HF device_map): auto (the\n"
+             "              best-scoring backend's devices), one device (opencl:0), or\n"
+             "              prefix=device pairs such as model.layers.0-10=cpu,=opencl:0\n"
+             "              (A-B: layers A to B; an empty prefix: the rest) or the same as a\n"
+             "              JSON object; printed back as \"device map\" lines\n"
              "  --json      print the same as JSON\n",
     .run = run_info,
 };

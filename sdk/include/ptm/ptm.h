@@ -139,6 +139,26 @@ struct ptm_load_opts {
      * ptm has; "eager" (an unfused softmax(QK^T)V) is refused with PTM_E_UNSUPPORTED.
      * ptm_model_attn_implementation() reports the choice. */
     const char *attn_implementation;
+    /* ABI 1.x. NULL or "none": weights as loaded. "int8" (ptm_model_load only; ptm_model_new
+     * ignores it): after loading, quantize the matrix weights to PTM_Q8_0 (ptm_tensor.h;
+     * blocks of 32, one F16 scale each, round to nearest as llama.cpp's Q8_0). Quantized: 2-D float
+     * weights whose rows are a multiple of 32, except embedding tables (the class's input
+     * embeddings, names ending in "embeddings.weight"), tied pairs (so a tied LM head stays float;
+     * an untied one is quantized) and the class's keep_in_fp32 modules. Matmuls then quantize
+     * activations per block on the fly and multiply int8 exactly (the CPU backend's VNNI kernels).
+     * Other values: PTM_E_INVAL. A backend without the kernels: PTM_E_UNSUPPORTED. */
+    const char *quantize;
+    /* ABI 1.x (issue 8). HF's device_map: NULL to use device alone; "auto" (the devices of
+     * the best-scoring backend, balanced by bytes); one device ("opencl:0"); or an explicit
+     * map of module-name prefixes to devices, as a JSON object {"model.layers.0-10": "cpu",
+     * "": "cuda:0"} or as pairs "model.layers.0-10=cpu,=cuda:0". A last key component "A-B"
+     * means A..B inclusive; "" is the root; each parameter goes to its longest matching key;
+     * every parameter must be covered (tied ones follow their source); no module is split,
+     * nor a repeated block (model.layers.3) when the class has _no_split_modules. device must
+     * be NULL when this is set. Ops run on the device of their weights, activations cross
+     * devices through the runtime, and outputs come back on ptm_model_device() (the first
+     * parameter's device). PTM_E_INVAL / PTM_E_NOT_FOUND name the key, parameter or module. */
+    const char *device_map;
 };
 
 /*
@@ -177,8 +197,31 @@ PTM_API ptm_device *ptm_model_device(const ptm_model *m);
 /* The directory the model was loaded from, or NULL for ptm_model_new. */
 PTM_API const char *ptm_model_dir(const ptm_model *m);
 
+/*
+ * ptm_model_device_map_count / ptm_model_device_map_at - where each module's parameters
+ * live (HF hf_device_map), in declaration order: a module is listed only when the module
+ * above it spans several devices (a model on one device is the single entry ""), and runs
+ * of numbered siblings on one device are folded ("model.layers.0-10"), so the entries form a
+ * valid explicit device_map. ptm_model_device_map_at returns entry i's module name (borrowed,
+ * valid while m lives) and sets *dev (may be NULL) to its device; NULL past the end.
+ * Recorded when the model is made (ptm_model_load, ptm_model_new). Thread safe on a const m.
+ */
+PTM_API size_t ptm_model_device_map_count(const ptm_model *m);
+PTM_API const char *ptm_model_device_map_at(const ptm_model *m, size_t i, ptm_device **dev);
+
 /* The attention implementation chosen at load ("fused"); borrowed. */
 PTM_API const char *ptm_model_attn_implementation(const ptm_model *m);
+
+/*
+ * ptm_model_dequantize - HF dequantize(): turn every PTM_Q8_0 weight back into its declared
+ * float dtype (the model's dtype), value q * d per element. A model that is not quantized is
+ * left as is. Returns PTM_E_NOMEM; on failure some weights may still be quantized. Not safe
+ * concurrently with other calls on m.
+ */
+PTM_API ptm_status ptm_model_dequantize(ptm_model *m);
+
+/* ptm_model_quantization - "int8" while some weights are quantized, else NULL; borrowed. */
+PTM_API const char *ptm_model_quantization(const ptm_model *m);
 
 /* Loading info (HF output_loading_info): NULL-terminated lists of parameter names. */
 enum {
@@ -220,7 +263,8 @@ struct ptm_save_opts {
 /*
  * ptm_model_save - save_pretrained: config.json and the weights (tied weights stored once,
  * as HF does) into dir, which is created if needed. Crash-atomic: the directory holds the
- * complete old or the complete new checkpoint at every instant.
+ * complete old or the complete new checkpoint at every instant. A quantized model
+ * (ptm_model_quantization non-NULL) is refused with PTM_E_UNSUPPORTED: dequantize it first.
  */
 PTM_API ptm_status ptm_model_save(const ptm_model *m, const char *dir,
                                   const struct ptm_save_opts *opts);
