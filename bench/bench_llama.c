@@ -1,0 +1,509 @@
+/*
+ * bench_llama.c - LLaMA generation speed: ptm against llama.cpp on the very same weights, same
+ * thread count, same prompt length, same run. The checkpoint is TinyLlama-1.1B-shaped with
+ * random weights (tools/make_llama_bench_model.py, BF16 and F16); llama.cpp's llama-bench runs
+ * on its GGUF conversions (F16, and Q8_0 against ptm's int8), all made by
+ * scripts/peers/llamacpp. Each repetition runs ptm, then llama-bench (one repetition, with its
+ * own warm-up), back to back, so machine noise hits both alike; the figures are medians.
+ * ptm runs in a fresh process each time too (this program with --child), so that its peak RSS
+ * is that of one load and one generation, as a user's process would see it.
+ *
+ * Per variant it prints prefill tokens/s over the prompt, decode tokens/s over the new tokens
+ * (greedy, eos masked so every token is generated), both ratios (> 1: ptm is faster), the
+ * weight bytes decode reads per second as a share of the DRAM read bandwidth measured here
+ * (two-thread streaming read of a 1 GiB buffer, best of several), and ptm's peak RSS (VmHWM)
+ * against its weights plus KV cache.
+ *
+ * usage: bench_llama [--runs N] [--threads N] [--prompt N] [--gen N] [--only bf16,f16,int8]
+ *                    [--models DIR] [--peers DIR|none]
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+#include "ptm/ptm.h"
+#include "ptm/ptm_generate.h"
+
+#define MAX_RUNS 16
+
+struct args {
+    int runs, threads, prompt, gen;
+    const char *only, *models, *peers;
+    const char *child; /* set in the child process that runs one ptm repetition */
+};
+
+/* One ptm model against one llama.cpp GGUF. */
+struct variant {
+    const char *name, *dir, *gguf; /* dir: under models; gguf: under peers */
+    int is_int8;
+};
+
+struct result {
+    double prefill[MAX_RUNS], decode[MAX_RUNS], peer_prefill[MAX_RUNS], peer_decode[MAX_RUNS];
+    int n, n_peer;
+    double peak_rss, weight_bytes, token_bytes, kv_bytes, gguf_bytes;
+};
+
+/* ---- DRAM read bandwidth ---------------------------------------------------------------- */
+
+typedef int64_t vec8 __attribute__((vector_size(64)));
+
+struct stream {
+    const vec8 *p;
+    size_t n;
+    int64_t sink;
+};
+
+static void *stream_read(void *arg)
+{
+    struct stream *s = arg;
+    vec8 a = {0}, b = {0}, c = {0}, d = {0};
+    for (size_t i = 0; i + 4 <= s->n; i += 4) {
+        a ^= s->p[i];
+        b ^= s->p[i + 1];
+        c ^= s->p[i + 2];
+        d ^= s->p[i + 3];
+    }
+    a ^= b ^ c ^ d;
+    for (int k = 0; k < 8; k++) {
+        s->sink ^= a[k];
+    }
+    return NULL;
+}
+
+/* GB/s of `threads` threads reading disjoint slices of a 1 GiB buffer, best of 10 passes. */
+static double dram_read_gbs(int threads)
+{
+    size_t bytes = (size_t)1 << 30, n = bytes / sizeof(vec8);
+    vec8 *buf = NULL;
+    if (threads < 1 || threads > 64 || posix_memalign((void **)&buf, 4096, bytes) != 0) {
+        return 0;
+    }
+    memset(buf, 1, bytes);
+    struct stream s[64];
+    pthread_t tid[64];
+    double best = 1e30;
+    for (int pass = 0; pass < 10; pass++) {
+        double t0 = now_ms();
+        for (int t = 0; t < threads; t++) {
+            s[t] = (struct stream){buf + n / threads * t, n / threads, 0};
+            pthread_create(&tid[t], NULL, stream_read, &s[t]);
+        }
+        for (int t = 0; t < threads; t++) {
+            pthread_join(tid[t], NULL);
+        }
+        double dt = now_ms() - t0;
+        best = dt < best ? dt : best;
+    }
+    free(buf);
+    return bytes / (best * 1e6);
+}
+
+/* ---- process memory --------------------------------------------------------------------- */
+
+static double peak_rss_bytes(void)
+{
+    char line[256];
+    double kb = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "VmHWM: %lf kB", &kb) == 1) {
+            break;
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return kb * 1024;
+}
+
+static double file_bytes(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (double)sb.st_size : 0;
+}
+
+/* ---- ptm -------------------------------------------------------------------------------- */
+
+/* v's model, int8 through the loader's quantize option; NULL (message printed) when this
+ * ptm cannot load it, which skips the variant. */
+static ptm_model *ptm_load(const char *dir, const struct variant *v)
+{
+    struct ptm_load_opts o = {.struct_size = sizeof o, .dtype = "auto"};
+    o.quantize = v->is_int8 ? "int8" : NULL;
+    ptm_model *m = NULL;
+    if (ptm_model_load(dir, &o, &m) != PTM_OK) {
+        printf("bench=llama_1b_%s skipped: %s\n", v->name, ptm_last_error());
+    }
+    return m;
+}
+
+/* Bytes of every weight (all) and of those one decode step reads (all but the input
+ * embedding table, of which it reads one row). */
+static void weight_bytes(const ptm_model *m, double *all, double *per_token)
+{
+    const ptm_tensor *emb = ptm_model_input_embeddings(m);
+    *all = *per_token = 0;
+    for (size_t i = 0; i < ptm_model_n_params(m); i++) {
+        const ptm_tensor *t = ptm_model_param_at(m, i, NULL);
+        *all += (double)ptm_tensor_nbytes(t);
+        *per_token += t == emb ? 0 : (double)ptm_tensor_nbytes(t);
+    }
+}
+
+/* The KV cache ptm_generate makes: F32 keys and values, every layer, prompt + new tokens. */
+static double kv_bytes(const ptm_model *m, int64_t len)
+{
+    const ptm_config *c = ptm_model_config(m);
+    int64_t layers = 0, heads = 1, kv_heads = 0, hidden = 0;
+    ptm_config_get_int(c, "num_hidden_layers", &layers);
+    ptm_config_get_int(c, "hidden_size", &hidden);
+    ptm_config_get_int(c, "num_attention_heads", &heads);
+    if (ptm_config_get_int(c, "num_key_value_heads", &kv_heads) != PTM_OK) {
+        kv_heads = heads;
+    }
+    return 2.0 * 4 * layers * len * kv_heads * (hidden / heads);
+}
+
+struct clock {
+    double t_first, t_last;
+    int64_t steps;
+};
+
+static int32_t on_step(const int64_t *tokens, const int32_t *running, int64_t n, void *user)
+{
+    struct clock *c = user;
+    c->t_last = now_ms();
+    if (c->steps++ == 0) {
+        c->t_first = c->t_last;
+    }
+    return 0;
+}
+
+/* Greedy generation of n_new tokens after ids[0..seq); prefill and decode tokens/s. The first
+ * stream call marks the end of the prefill (its forward and the first token's choice). */
+static void ptm_run(ptm_model *m, const int64_t *ids, int64_t seq, int64_t n_new, double *prefill,
+                    double *decode)
+{
+    struct ptm_generate_opts o = {.struct_size = sizeof o};
+    struct clock c = {0};
+    int64_t *out = NULL, out_len = 0;
+    if (ptm_generate_opts_init(m, &o) != PTM_OK) {
+        fprintf(stderr, "bench_llama: %s\n", ptm_last_error());
+        exit(1);
+    }
+    o.max_new_tokens = o.min_new_tokens = n_new; /* eos masked: every token is generated */
+    o.max_length = seq + n_new;
+    o.do_sample = 0;
+    o.repetition_penalty = 1;
+    o.stream = on_step;
+    o.stream_user = &c;
+    usleep(100000); /* let the other engine's spinning threads go idle */
+    double t0 = now_ms();
+    if (ptm_generate(m, ids, NULL, 1, seq, &o, &out, &out_len) != PTM_OK) {
+        fprintf(stderr, "bench_llama: %s\n", ptm_last_error());
+        exit(1);
+    }
+    ptm_free(out);
+    if (c.steps != n_new) {
+        fprintf(stderr, "bench_llama: ptm generated %lld tokens, not %lld\n", (long long)c.steps,
+                (long long)n_new);
+        exit(1);
+    }
+    *prefill = seq * 1e3 / (c.t_first - t0);
+    *decode = n_new > 1 ? (n_new - 1) * 1e3 / (c.t_last - c.t_first) : 0;
+}
+
+/* ---- llama.cpp ---------------------------------------------------------------------------- */
+
+/* One llama-bench repetition of prefill (pp) and decode (tg); 0 on success. */
+static int peer_run(const char *bin, const char *gguf, const struct args *a, double *pp, double *tg)
+{
+    char cmd[4096], line[512];
+    snprintf(cmd, sizeof cmd, "'%s' -m '%s' -p %d -n %d -t %d -r 1 -o json 2>/dev/null", bin, gguf,
+             a->prompt, a->gen, a->threads);
+    usleep(100000);
+    FILE *p = popen(cmd, "r");
+    long n_prompt = -1, n_gen = -1;
+    double ts;
+    *pp = *tg = -1;
+    while (p != NULL && fgets(line, sizeof line, p) != NULL) {
+        sscanf(line, " \"n_prompt\": %ld", &n_prompt);
+        sscanf(line, " \"n_gen\": %ld", &n_gen);
+        if (sscanf(line, " \"avg_ts\": %lf", &ts) == 1) {
+            *(n_gen > 0 ? tg : pp) = ts;
+        }
+    }
+    int rc = p != NULL ? pclose(p) : -1;
+    return rc == 0 && *pp > 0 && *tg > 0 ? 0 : -1;
+}
+
+/* ---- report ------------------------------------------------------------------------------ */
+
+static void report(const struct variant *v, struct result *r, const struct args *a, double bw)
+{
+    double pf = median(r->prefill, r->n), dc = median(r->decode, r->n);
+    double gbs = r->token_bytes * dc / 1e9, budget = r->weight_bytes + r->kv_bytes;
+    printf("bench=llama_1b_%s threads=%d prompt=%d gen=%d ptm_prefill_tok_s=%.2f "
+           "ptm_decode_tok_s=%.2f decode_weight_gb_s=%.2f dram_read_gb_s=%.2f bw_share=%.1f%% "
+           "peak_rss_mb=%.0f weights_mb=%.0f kv_mb=%.0f rss_share=%.3f runs=%d\n",
+           v->name, a->threads, a->prompt, a->gen, pf, dc, gbs, bw, 100 * gbs / bw,
+           r->peak_rss / 1e6, r->weight_bytes / 1e6, r->kv_bytes / 1e6, r->peak_rss / budget, r->n);
+    if (r->n_peer > 0) {
+        double pp = median(r->peer_prefill, r->n_peer), tg = median(r->peer_decode, r->n_peer);
+        /* llama.cpp reads its whole file per token but the token_embd rows: same share as ours */
+        double peer_gbs = r->gguf_bytes * (r->token_bytes / r->weight_bytes) * tg / 1e9;
+        printf("bench=llama_1b_%s threads=%d peer=llama.cpp:%s peer_prefill_tok_s=%.2f "
+               "peer_decode_tok_s=%.2f peer_decode_weight_gb_s=%.2f prefill_ratio=%.2f "
+               "decode_ratio=%.2f runs=%d\n",
+               v->name, a->threads, v->gguf, pp, tg, peer_gbs, pf / pp, dc / tg, r->n_peer);
+    }
+    fflush(stdout);
+}
+
+/* The same figures as one table, after the machine-readable lines; "-" where no peer ran. */
+static void table(const struct variant *vs, struct result *rs, const int *on, int n, double bw)
+{
+    printf("\n%-5s %21s %21s %27s %9s\n", "", "prefill tok/s", "decode tok/s",
+           "decode weight bytes/s", "peak RSS");
+    printf("%-5s %7s %7s %5s %7s %7s %5s %8s %7s %9s %9s\n", "ptm", "ptm", "llama", "x", "ptm",
+           "llama", "x", "GB/s", "of BW", "peer GB/s", "/ budget");
+    for (int i = 0; i < n; i++) {
+        struct result *r = &rs[i];
+        if (!on[i]) {
+            continue;
+        }
+        double pf = median(r->prefill, r->n), dc = median(r->decode, r->n);
+        double gbs = r->token_bytes * dc / 1e9;
+        char pre[32] = "      -     -", dec[32] = "      -     -";
+        if (r->n_peer > 0) {
+            double pp = median(r->peer_prefill, r->n_peer);
+            double tg = median(r->peer_decode, r->n_peer);
+            snprintf(pre, sizeof pre, "%7.2f %5.2f", pp, pf / pp);
+            snprintf(dec, sizeof dec, "%7.2f %5.2f", tg, dc / tg);
+        }
+        double peer_gbs = r->n_peer > 0 ? r->gguf_bytes * (r->token_bytes / r->weight_bytes) *
+                                              median(r->peer_decode, r->n_peer) / 1e9
+                                        : 0;
+        printf("%-5s %7.2f %s %7.2f %s %8.2f %6.1f%% %9.2f %9.3f\n", vs[i].name, pf, pre, dc, dec,
+               gbs, 100 * gbs / bw, peer_gbs, r->peak_rss / (r->weight_bytes + r->kv_bytes));
+    }
+    printf("DRAM read bandwidth measured here: %.2f GB/s. llama: llama.cpp on GGUF F16 (bf16, f16 "
+           "rows) and Q8_0 (int8). x > 1: ptm faster. budget: weights + KV cache.\n",
+           bw);
+}
+
+static void parse_args(int argc, char **argv, struct args *a)
+{
+    *a = (struct args){
+        3, 0, 512, 128, "bf16,f16,int8", PTM_BENCH_DIR "/models", PTM_BENCH_DIR "/peers", NULL};
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *val = argv[i + 1];
+        if (!strcmp(k, "--runs")) {
+            a->runs = atoi(val);
+        } else if (!strcmp(k, "--threads")) {
+            a->threads = atoi(val);
+        } else if (!strcmp(k, "--prompt")) {
+            a->prompt = atoi(val);
+        } else if (!strcmp(k, "--gen")) {
+            a->gen = atoi(val);
+        } else if (!strcmp(k, "--only")) {
+            a->only = val;
+        } else if (!strcmp(k, "--models")) {
+            a->models = val;
+        } else if (!strcmp(k, "--peers")) {
+            a->peers = val;
+        } else if (!strcmp(k, "--child")) {
+            a->child = val;
+        }
+    }
+    if (a->threads <= 0) {
+        const char *env = getenv("PTM_THREADS");
+        a->threads = env ? atoi(env) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    }
+    a->runs = a->runs < 1 ? 1 : a->runs > MAX_RUNS ? MAX_RUNS : a->runs;
+    a->prompt = a->prompt < 1 ? 1 : a->prompt;
+    a->gen = a->gen < 2 ? 2 : a->gen;
+}
+
+/* Whether name is one of the comma-separated items of list. */
+static int listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)) != NULL; p += n) {
+        if ((p == list || p[-1] == ',') && (p[n] == '\0' || p[n] == ',')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The prompt: seeded pseudo-random ids in [3, vocab), no tokenizer needed. */
+static int64_t *make_prompt(int64_t n, int64_t vocab)
+{
+    int64_t *ids = malloc((size_t)n * sizeof *ids);
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    for (int64_t i = 0; ids != NULL && i < n; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        ids[i] = 3 + (int64_t)((x >> 33) % (uint64_t)(vocab - 3));
+    }
+    return ids;
+}
+
+/* The child: one ptm repetition of variant v in this fresh process (so VmHWM is its own
+ * peak), its figures on one stdout line. */
+static int child_main(const struct variant *v, const struct args *a)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s", a->models, v->dir);
+    ptm_model *m = ptm_load(dir, v);
+    if (m == NULL) {
+        return 2;
+    }
+    int64_t vocab = 0;
+    double all, per_token, pf, dc;
+    ptm_config_get_int(ptm_model_config(m), "vocab_size", &vocab);
+    int64_t *ids = make_prompt(a->prompt, vocab);
+    weight_bytes(m, &all, &per_token);
+    ptm_run(m, ids, a->prompt < 16 ? a->prompt : 16, 2, &pf, &dc); /* warm-up: page in */
+    ptm_run(m, ids, a->prompt, a->gen, &pf, &dc);
+    printf("ptm %f %f %f %f %f %f\n", pf, dc, peak_rss_bytes(), all, per_token,
+           kv_bytes(m, a->prompt + a->gen));
+    ptm_model_free(m);
+    free(ids);
+    return 0;
+}
+
+/* Run the child for v; 0 when it reported. */
+static int ptm_child(const struct variant *v, const struct args *a, struct result *r)
+{
+    char self[1024], cmd[4096], line[512];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        return -1;
+    }
+    self[n] = '\0';
+    snprintf(cmd, sizeof cmd,
+             "'%s' --child %s --threads %d --prompt %d --gen %d --models '%s' --peers none", self,
+             v->name, a->threads, a->prompt, a->gen, a->models);
+    usleep(100000); /* let the other engine's spinning threads go idle */
+    FILE *p = popen(cmd, "r");
+    int got = 0;
+    double pf, dc, rss;
+    while (p != NULL && fgets(line, sizeof line, p) != NULL) {
+        if (sscanf(line, "ptm %lf %lf %lf %lf %lf %lf", &pf, &dc, &rss, &r->weight_bytes,
+                   &r->token_bytes, &r->kv_bytes) == 6) {
+            got = 1;
+        } else {
+            fputs(line, stdout); /* the child's skip message */
+        }
+    }
+    if ((p != NULL && pclose(p) != 0) || !got) {
+        return -1;
+    }
+    r->prefill[r->n] = pf;
+    r->decode[r->n++] = dc;
+    r->peak_rss = rss > r->peak_rss ? rss : r->peak_rss;
+    return 0;
+}
+
+/* llama-bench's figures for one GGUF within the current repetition: BF16 and F16 share one. */
+struct peer_memo {
+    const char *gguf;
+    double pp, tg;
+    int ok;
+};
+
+/* One repetition of variant v: ptm in a fresh process, then llama-bench on v's GGUF unless
+ * this repetition already ran it. 0 when ptm ran. */
+static int bench_once(const struct variant *v, const struct args *a, const char *peer_bin,
+                      struct peer_memo *memo, struct result *r)
+{
+    char gguf[1024];
+    snprintf(gguf, sizeof gguf, "%s/%s", a->peers, v->gguf);
+    if (ptm_child(v, a, r) != 0) {
+        return -1;
+    }
+    r->gguf_bytes = file_bytes(gguf);
+    if (peer_bin != NULL && r->gguf_bytes > 0) {
+        if (memo->gguf == NULL || strcmp(memo->gguf, v->gguf) != 0) {
+            memo->gguf = v->gguf;
+            memo->ok = peer_run(peer_bin, gguf, a, &memo->pp, &memo->tg) == 0;
+        }
+        if (memo->ok) {
+            r->peer_prefill[r->n_peer] = memo->pp;
+            r->peer_decode[r->n_peer++] = memo->tg;
+        }
+    }
+    fprintf(stderr, "bench_llama: %s: ptm %.2f / %.2f tok/s, llama.cpp %.2f / %.2f\n", v->name,
+            r->prefill[r->n - 1], r->decode[r->n - 1],
+            r->n_peer ? r->peer_prefill[r->n_peer - 1] : 0,
+            r->n_peer ? r->peer_decode[r->n_peer - 1] : 0);
+    return 0;
+}
+
+#define N_VARIANTS 3
+
+int main(int argc, char **argv)
+{
+    static const struct variant variants[N_VARIANTS] = {
+        {"bf16", "llama-1b-bf16", "llama-1b-f16.gguf", 0},
+        {"f16", "llama-1b-f16", "llama-1b-f16.gguf", 0},
+        {"int8", "llama-1b-bf16", "llama-1b-q8_0.gguf", 1},
+    };
+    static struct result res[N_VARIANTS];
+    int on[N_VARIANTS];
+    struct args a;
+    parse_args(argc, argv, &a);
+    char th[16], peer_bin[1024], path[1024];
+    snprintf(th, sizeof th, "%d", a.threads);
+    setenv("PTM_THREADS", th, 1);
+    for (int i = 0; a.child != NULL && i < N_VARIANTS; i++) {
+        if (!strcmp(a.child, variants[i].name)) {
+            return child_main(&variants[i], &a);
+        }
+    }
+    snprintf(peer_bin, sizeof peer_bin, "%s/llama.cpp-build/bin/llama-bench", a.peers);
+    int has_peer = strcmp(a.peers, "none") != 0 && access(peer_bin, X_OK) == 0;
+    if (!has_peer && strcmp(a.peers, "none") != 0) {
+        printf("bench_llama: %s missing: run scripts/peers/llamacpp; ptm only\n", peer_bin);
+    }
+    for (int i = 0; i < N_VARIANTS; i++) {
+        const struct variant *v = &variants[i];
+        snprintf(path, sizeof path, "%s/%s/config.json", a.models, v->dir);
+        on[i] = listed(a.only, v->name) && file_bytes(path) > 0;
+        if (listed(a.only, v->name) && !on[i]) {
+            printf("bench=llama_1b_%s skipped: %s missing: run "
+                   "python3 tools/make_llama_bench_model.py\n",
+                   v->name, path);
+        }
+        snprintf(path, sizeof path, "%s/%s", a.peers, v->gguf);
+        if (on[i] && has_peer && file_bytes(path) == 0) {
+            printf("bench=llama_1b_%s: %s missing: run scripts/peers/llamacpp\n", v->name, path);
+        }
+    }
+    /* The bandwidth is the best of one measurement before and one after each repetition:
+     * on a shared machine the quietest moment is the closest to the hardware's. */
+    double bw = dram_read_gbs(a.threads);
+    for (int rep = 0; rep < a.runs; rep++) {
+        struct peer_memo memo = {0};
+        for (int i = 0; i < N_VARIANTS; i++) {
+            on[i] = on[i] &&
+                    bench_once(&variants[i], &a, has_peer ? peer_bin : NULL, &memo, &res[i]) == 0;
+        }
+        double bw2 = dram_read_gbs(a.threads);
+        bw = bw2 > bw ? bw2 : bw;
+    }
+    for (int i = 0; i < N_VARIANTS; i++) {
+        if (on[i]) {
+            report(&variants[i], &res[i], &a, bw);
+        }
+    }
+    table(variants, res, on, N_VARIANTS, bw);
+    return 0;
+}
