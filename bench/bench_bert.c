@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,53 +90,10 @@ static double blas_gflops(int64_t m, int64_t n, int64_t k, int runs, int threads
     return 2.0 * m * n * k / (best * 1e6);
 }
 
-struct peer {
-    FILE *to, *from;
-    pid_t pid;
-};
-
-static int peer_start(struct peer *p, const char *script, const char *dir, int threads)
-{
-    int in[2], out[2];
-    char th[16];
-    snprintf(th, sizeof th, "%d", threads);
-    if (pipe(in) || pipe(out) || (p->pid = fork()) < 0) {
-        return -1;
-    }
-    if (p->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execlp("python3", "python3", script, dir, th, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    p->to = fdopen(in[1], "w");
-    p->from = fdopen(out[0], "r");
-    char line[256];
-    while (fgets(line, sizeof line, p->from) != NULL) {
-        if (strncmp(line, "ready", 5) == 0) {
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Let every engine's spinning threads go idle before the next timed run. */
-static void settle(void)
-{
-    usleep(50000);
-}
-
 static double peer_run(struct peer *p, const char *which, int64_t b, int64_t s)
 {
     char line[256];
-    settle();
-    fprintf(p->to, "%s %lld %lld\n", which, (long long)b, (long long)s);
-    fflush(p->to);
-    if (fgets(line, sizeof line, p->from) == NULL || strncmp(line, "ms ", 3) != 0) {
+    if (peer_ask(p, which, b, s, line, sizeof line) != 0) {
         return -1;
     }
     return strtod(line + 3, NULL);
@@ -237,10 +193,7 @@ int main(int argc, char **argv)
         ptm_tensor_map_free(in);
     }
     if (have_peer) {
-        fprintf(p.to, "quit\n");
-        fclose(p.to);
-        fclose(p.from);
-        waitpid(p.pid, NULL, 0);
+        peer_stop(&p);
     }
     ptm_model_free(m);
     return 0;

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench_util.h"
@@ -49,64 +48,6 @@ static int64_t *source_ids(int64_t b, int64_t vocab)
     return ids;
 }
 
-struct peer {
-    FILE *to, *from;
-    pid_t pid;
-    char engines[256]; /* what the peer loaded: " torch ct2 ct2-int8 " */
-    char about[512];   /* the peers' versions and CTranslate2's backend choice */
-};
-
-static int peer_start(struct peer *p, const char *script, const char *dir, int threads)
-{
-    int in[2], out[2];
-    char th[16];
-    snprintf(th, sizeof th, "%d", threads);
-    if (pipe(in) || pipe(out) || (p->pid = fork()) < 0) {
-        return -1;
-    }
-    if (p->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execlp("python3", "python3", script, dir, th, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    p->to = fdopen(in[1], "w");
-    p->from = fdopen(out[0], "r");
-    char line[1024];
-    while (fgets(line, sizeof line, p->from) != NULL) {
-        if (strncmp(line, "ready", 5) == 0) {
-            char *bar = strchr(line, '|'), *nl = strchr(line, '\n');
-            if (nl != NULL) {
-                *nl = '\0';
-            }
-            if (bar != NULL) {
-                *bar = '\0';
-                snprintf(p->about, sizeof p->about, "%.500s", bar + 1);
-            }
-            snprintf(p->engines, sizeof p->engines, " %.250s ", line + 5);
-            return 0;
-        }
-    }
-    return -1;
-}
-
-static int peer_has(const struct peer *p, const char *engine)
-{
-    char word[64];
-    snprintf(word, sizeof word, " %s ", engine);
-    return strstr(p->engines, word) != NULL;
-}
-
-/* Let every engine's spinning threads go idle before the next timed run. */
-static void settle(void)
-{
-    usleep(50000);
-}
-
 /* Parse "a,b,c" into row (up to n ids); returns how many. */
 static int64_t parse_row(const char *s, int64_t *row, int64_t n)
 {
@@ -123,10 +64,7 @@ static int64_t parse_row(const char *s, int64_t *row, int64_t n)
 static double peer_run(struct peer *p, const char *engine, int64_t b, int64_t n_new, int64_t *row0)
 {
     static char line[16384];
-    settle();
-    fprintf(p->to, "%s %lld %lld\n", engine, (long long)b, (long long)n_new);
-    fflush(p->to);
-    if (fgets(line, sizeof line, p->from) == NULL || strncmp(line, "ms ", 3) != 0) {
+    if (peer_ask(p, engine, b, n_new, line, sizeof line) != 0) {
         fprintf(stderr, "bench_t5: peer %s: %s", engine, line);
         return -1;
     }
@@ -404,10 +342,7 @@ int main(int argc, char **argv)
         table_row(batches[bi], "int8", tab[bi][1][0], tab[bi][1][1], tab[bi][1][2]);
     }
     if (bn.have_peer) {
-        fprintf(bn.p.to, "quit\n");
-        fclose(bn.p.to);
-        fclose(bn.p.from);
-        waitpid(bn.p.pid, NULL, 0);
+        peer_stop(&bn.p);
     }
     ptm_model_free(m32);
     ptm_model_free(m8);
