@@ -45,6 +45,10 @@ struct cpu_pool {
     int64_t n_tasks;
     cpu_task_fn fn;
     void *ctx;
+    atomic_int caller_cpu; /* the CPU the current run's caller is on; -1 unknown */
+    cpu_set_t allowed;     /* the process's CPUs when the pool started */
+    int allowed_ok;
+    int pinned; /* workers pinned one CPU each (pool_pin) */
 };
 
 struct pool_worker_arg {
@@ -89,6 +93,35 @@ static uint64_t pool_wait_work(cpu_pool *pool, uint64_t seen)
     return g;
 }
 
+/*
+ * A worker that finds itself on the caller's CPU moves to another one. After an idle spell
+ * the scheduler may wake the caller on the CPU where a (pinned) worker sleeps; the two then
+ * time-share one core for a whole forward pass while the other core idles (measured: b1
+ * BERT 3.9 -> 9 ms, ~25 involuntary switches per pass) until the load balancer steps in.
+ * Pinned workers re-pin to the index-th other CPU; unpinned ones leave that CPU out.
+ */
+static void pool_step_aside(cpu_pool *pool, int32_t index)
+{
+    int cc = atomic_load_explicit(&pool->caller_cpu, memory_order_relaxed);
+    int n = pool->allowed_ok ? CPU_COUNT(&pool->allowed) : 0;
+    if (cc < 0 || n < 2 || sched_getcpu() != cc) {
+        return;
+    }
+    cpu_set_t set = pool->allowed;
+    CPU_CLR(cc, &set);
+    if (pool->pinned) {
+        int want = (index - 1) % (n - 1), k = 0;
+        CPU_ZERO(&set);
+        for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+            if (cpu != cc && CPU_ISSET(cpu, &pool->allowed) && k++ == want) {
+                CPU_SET(cpu, &set);
+                break;
+            }
+        }
+    }
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
 static void *pool_worker(void *arg)
 {
     struct pool_worker_arg a = *(struct pool_worker_arg *)arg;
@@ -101,6 +134,7 @@ static void *pool_worker(void *arg)
         }
         atomic_fetch_add(&a.pool->inflight, 1);
         if (atomic_load(&a.pool->open) && atomic_load(&a.pool->gen) == seen) {
+            pool_step_aside(a.pool, a.index);
             pool_drain(a.pool, a.index);
         }
         if (atomic_fetch_sub(&a.pool->inflight, 1) == 1) {
@@ -133,11 +167,13 @@ static void pool_pin(cpu_pool *pool)
 {
     const char *env = getenv("PTM_THREAD_PIN");
     cpu_set_t allowed;
-    if ((env != NULL && strcmp(env, "0") == 0) ||
-        sched_getaffinity(0, sizeof allowed, &allowed) != 0 ||
+    pool->allowed_ok = sched_getaffinity(0, sizeof allowed, &allowed) == 0;
+    pool->allowed = allowed;
+    if ((env != NULL && strcmp(env, "0") == 0) || !pool->allowed_ok ||
         CPU_COUNT(&allowed) < pool->n_threads) {
         return;
     }
+    pool->pinned = 1;
     int32_t next = 0;
     for (int cpu = 0; cpu < CPU_SETSIZE && next < pool->n_threads; cpu++) {
         if (!CPU_ISSET(cpu, &allowed)) {
@@ -180,6 +216,7 @@ ptm_status cpu_pool_new(int32_t n_threads, cpu_pool **out)
     atomic_init(&pool->inflight, 0);
     atomic_init(&pool->open, 0);
     atomic_init(&pool->stop, 0);
+    atomic_init(&pool->caller_cpu, -1);
     for (int32_t i = 1; i < n_threads; i++) {
         struct pool_worker_arg *arg = malloc(sizeof(*arg));
         int rc = arg ? 0 : ENOMEM;
@@ -246,6 +283,7 @@ void cpu_pool_run(cpu_pool *pool, int64_t n_tasks, cpu_task_fn fn, void *ctx)
     pool->ctx = ctx;
     atomic_store(&pool->next, 0);
     atomic_store(&pool->open, 1);
+    atomic_store_explicit(&pool->caller_cpu, sched_getcpu(), memory_order_relaxed);
     pthread_mutex_lock(&pool->mu);
     atomic_fetch_add(&pool->gen, 1);
     pthread_cond_broadcast(&pool->cv_work);
