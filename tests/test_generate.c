@@ -309,22 +309,21 @@ Test(generate, forward_refuses_more_tokens_than_the_cache_holds)
     ptm_model_free(m);
 }
 
-Test(generate, survives_every_allocation_failure)
+/* Generation with o on the test prompts: every allocation, failed in turn, gives PTM_E_NOMEM
+ * and no output, until none fails and the rows ([rows, len]) equal an unfailed run's. */
+static void expect_survives_allocation_failures(ptm_model *m, const struct ptm_generate_opts *o,
+                                                int64_t rows)
 {
-    ptm_model *m = load(FIXTURE("llama-tiny"));
-    struct ptm_generate_opts o = {.struct_size = sizeof o};
-    cr_assert_eq(ptm_generate_opts_init(m, &o), PTM_OK);
-    o.max_new_tokens = 3;
-    int64_t len = 0, *want = run(m, &o, &len);
+    int64_t len = 0, *want = run(m, o, &len);
     for (long n = 1;; n++) {
         int64_t *out = (int64_t *)1, got_len = 0;
         ptm__alloc_fail_at(n);
-        ptm_status st = ptm_generate(m, prompt, prompt_mask, 2, 4, &o, &out, &got_len);
+        ptm_status st = ptm_generate(m, prompt, prompt_mask, 2, 4, o, &out, &got_len);
         long made = ptm__alloc_fail_at(0);
         if (st == PTM_OK) {
             cr_assert_lt(made, n, "succeeded although allocation %ld failed", n);
             cr_assert_eq(got_len, len);
-            cr_assert_arr_eq(out, want, (size_t)(2 * len) * sizeof *out);
+            cr_assert_arr_eq(out, want, (size_t)(rows * len) * sizeof *out);
             ptm_free(out);
             break;
         }
@@ -332,6 +331,15 @@ Test(generate, survives_every_allocation_failure)
         cr_assert_null(out);
     }
     ptm_free(want);
+}
+
+Test(generate, survives_every_allocation_failure)
+{
+    ptm_model *m = load(FIXTURE("llama-tiny"));
+    struct ptm_generate_opts o = {.struct_size = sizeof o};
+    cr_assert_eq(ptm_generate_opts_init(m, &o), PTM_OK);
+    o.max_new_tokens = 3;
+    expect_survives_allocation_failures(m, &o, 2);
     ptm_model_free(m);
 }
 
@@ -569,23 +577,7 @@ Test(generate, beam_search_survives_every_allocation_failure)
     o.max_new_tokens = 3;
     o.num_beams = 3;
     o.num_return_sequences = 2;
-    int64_t len = 0, *want = run(m, &o, &len);
-    for (long n = 1;; n++) {
-        int64_t *out = (int64_t *)1, got_len = 0;
-        ptm__alloc_fail_at(n);
-        ptm_status st = ptm_generate(m, prompt, prompt_mask, 2, 4, &o, &out, &got_len);
-        long made = ptm__alloc_fail_at(0);
-        if (st == PTM_OK) {
-            cr_assert_lt(made, n, "succeeded although allocation %ld failed", n);
-            cr_assert_eq(got_len, len);
-            cr_assert_arr_eq(out, want, (size_t)(4 * len) * sizeof *out);
-            ptm_free(out);
-            break;
-        }
-        cr_assert_eq(st, PTM_E_NOMEM, "allocation %ld: %s", n, ptm_last_error());
-        cr_assert_null(out);
-    }
-    ptm_free(want);
+    expect_survives_allocation_failures(m, &o, 4);
     ptm_model_free(m);
 }
 
