@@ -58,6 +58,29 @@ TestSuite(cuda, .init = use_cuda);
 /* The checks that are the same on every backend. */
 BACKEND_PAIR_TESTS(cuda)
 
+/* Q8_0 (int8 weights): quantizing gives the CPU's bytes and dequantizing its values; a Q8_0
+ * weight multiplies as its dequantized F32 copy does. The device keeps activations F32 (the
+ * CPU quantizes them per block too), so the reference is the CPU's product with that copy. */
+Test(cuda, q8_0_quantizes_dequantizes_and_multiplies_as_its_float_copy)
+{
+    int64_t sw[2] = {40, 96}, sa[3] = {1, 5, 96}, so[3] = {1, 5, 40};
+    struct pair w = mk_rand(PTM_F32, 2, sw), q = mk_empty(PTM_Q8_0, 2, sw);
+    struct pair back = mk_empty(PTM_F32, 2, sw), a = mk_rand(PTM_F32, 3, sa);
+    struct pair out = mk_empty(PTM_F32, 3, so);
+    BOTH(ptm_op_convert(q.c, w.c), ptm_op_convert(q.d, w.d));
+    expect_same_bytes(q, "quantize to Q8_0");
+    BOTH(ptm_op_convert(back.c, q.c), ptm_op_convert(back.d, q.d));
+    expect_same_bytes(back, "dequantize Q8_0");
+    BOTH(ptm_op_matmul(out.c, a.c, back.c, NULL, PTM_MM_TRANS_B),
+         ptm_op_matmul(out.d, a.d, q.d, NULL, PTM_MM_TRANS_B));
+    expect_close(out, 1e-5, 1e-5, "matmul with a Q8_0 weight");
+    pair_free(w);
+    pair_free(q);
+    pair_free(back);
+    pair_free(a);
+    pair_free(out);
+}
+
 /* ---- GEMM ---------------------------------------------------------------------------------- */
 
 Test(cuda, matmul_matches_cpu_for_each_weight_dtype_layout_and_activation)

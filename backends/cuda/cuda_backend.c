@@ -110,6 +110,26 @@ static int rows_of(const struct ptm_kview *v, int64_t *rows, int64_t *cols, int6
     return ptm_kview_rows(v, rows, cols, ld) && (*rows <= 1 || *ld >= *cols);
 }
 
+/* v as rows x cols packed PTM_Q8_0 rows (whole rows only, ptm_tensor.h); 0 if it is not. */
+static int q8_rows_of(const struct ptm_kview *v, int64_t *rows, int64_t *cols)
+{
+    int32_t last = v->ndim - 1;
+    int64_t stride = last >= 0 ? (int64_t)ptm_dtype_row_bytes(PTM_Q8_0, v->ne[last]) : 0;
+    if (v->dtype != PTM_Q8_0 || stride == 0) {
+        return 0;
+    }
+    *cols = v->ne[last];
+    *rows = 1;
+    for (int32_t i = last - 1; i >= 0; i--) {
+        if (v->ne[i] != 1 && v->nb[i] != stride) {
+            return 0;
+        }
+        stride *= v->ne[i];
+        *rows *= v->ne[i];
+    }
+    return 1;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Kernels                                                                                     */
 
@@ -138,7 +158,8 @@ static ptm_status gemm(struct cuda_state *s, int trans, int64_t m, int64_t n, in
  * LM head's F32 copy alone would be hundreds of MiB). */
 #define WIDEN_MAX_BYTES ((size_t)64 << 20)
 
-/* gemm with F16/BF16 b (k > 0): each slice of b is widened into scratch, then multiplied. The
+/* gemm with F16/BF16/Q8_0 b (k > 0; Q8_0 only as [N, K] rows, trans): each slice of b is
+ * widened (dequantized) into scratch, then multiplied in F32, so activations stay F32. The
  * caller holds s->mu; every use of the scratch is enqueued before it drops the lock, and the
  * stream runs them in order. */
 static ptm_status gemm_widened(struct cuda_state *s, int trans, int64_t m, int64_t n, int64_t k,
@@ -150,15 +171,17 @@ static ptm_status gemm_widened(struct cuda_state *s, int trans, int64_t m, int64
     void *wide = NULL;
     ptm_status st = cuda_scratch(s, "matmul", (size_t)(nc * k) * sizeof(float), &wide);
     const char *w = at(b);
-    size_t es = ptm_dtype_size(b->dtype);
+    size_t es = ptm_dtype_size(b->dtype), q8_row = ptm_dtype_row_bytes(PTM_Q8_0, k);
     for (int64_t n0 = 0; st == PTM_OK && n0 < n; n0 += nc) {
         int64_t cn = n - n0 < nc ? n - n0 : nc;
         /* trans: rows n0.. of b [N, K] -> wide [cn, k]; else columns n0.. of b [K, N] -> wide
          * [k, cn]. */
         const char *src = w + (size_t)(trans ? n0 * ldb : n0) * es;
         cudaError_t err =
-            trans ? cuda_k_convert(s->stream, wide, CUDA_K_F32, src, cdt(b->dtype), cn, k, ldb)
-                  : cuda_k_convert(s->stream, wide, CUDA_K_F32, src, cdt(b->dtype), k, cn, ldb);
+            b->dtype == PTM_Q8_0
+                ? cuda_k_q8_dequant(s->stream, wide, CUDA_K_F32, w + (size_t)n0 * q8_row, cn, k)
+            : trans ? cuda_k_convert(s->stream, wide, CUDA_K_F32, src, cdt(b->dtype), cn, k, ldb)
+                    : cuda_k_convert(s->stream, wide, CUDA_K_F32, src, cdt(b->dtype), k, cn, ldb);
         st = launched("matmul", err);
         if (st == PTM_OK) {
             st = gemm(s, trans, m, cn, k, a, lda, wide, trans ? k : cn, out + n0, ldo);
@@ -174,9 +197,15 @@ static ptm_status cuda_matmul(void *ctx, const struct ptm_kview *out, const stru
     struct cuda_state *s = ctx;
     int64_t m, k, lda, mo, n, ldo, br, bc, ldb;
     int trans = (flags & PTM_MM_TRANS_B) != 0;
-    if (!is_f32(a) || !is_f32(out) || cdt(b->dtype) < 0 || !rows_of(a, &m, &k, &lda) ||
-        !rows_of(out, &mo, &n, &ldo) || !rows_of(b, &br, &bc, &ldb)) {
-        return unsupported("matmul", "needs F32 a and out, F32/F16/BF16 b, packed rows");
+    int b_ok = b->dtype == PTM_Q8_0 ? trans && q8_rows_of(b, &br, &bc)
+                                    : cdt(b->dtype) >= 0 && rows_of(b, &br, &bc, &ldb);
+    if (b->dtype == PTM_Q8_0) {
+        ldb = bc;
+    }
+    if (!is_f32(a) || !is_f32(out) || !b_ok || !rows_of(a, &m, &k, &lda) ||
+        !rows_of(out, &mo, &n, &ldo)) {
+        return unsupported("matmul", "needs F32 a and out, F32/F16/BF16 b or Q8_0 [N, K] b, "
+                                     "packed rows");
     }
     if (mo != m || (trans ? (br != n || bc != k) : (br != k || bc != n))) {
         return ptm_error_set(PTM_E_INVAL,
@@ -461,10 +490,70 @@ static ptm_status cuda_rope(void *ctx, const struct ptm_rope_args *r)
     return launched("rope", cuda_k_rope(s->stream, &k));
 }
 
+/* Quantize packed float rows to Q8_0, dequantize, or copy Q8_0 rows. */
+static ptm_status cuda_convert_q8(struct cuda_state *s, const struct ptm_kview *out,
+                                  const struct ptm_kview *x)
+{
+    int64_t rows, cols, ld, qr, qc;
+    if (x->dtype == PTM_Q8_0) {
+        if (!q8_rows_of(x, &rows, &cols)) {
+            return unsupported("convert", "Q8_0 input must be packed rows");
+        }
+        if (out->dtype == PTM_Q8_0) {
+            if (!q8_rows_of(out, &qr, &qc) || qr != rows || qc != cols) {
+                return unsupported("convert", "Q8_0 to Q8_0 needs packed rows of one shape");
+            }
+            cudaError_t err =
+                cudaMemcpyAsync(at(out), at(x), (size_t)rows * ptm_dtype_row_bytes(PTM_Q8_0, cols),
+                                cudaMemcpyDeviceToDevice, s->stream);
+            return err == cudaSuccess
+                       ? PTM_OK
+                       : cuda_fail(PTM_E_INTERNAL, "convert", "cudaMemcpyAsync", err);
+        }
+        if (cdt(out->dtype) < 0 || !ptm_kview_is_contiguous(out) ||
+            ptm_kview_numel(out) != rows * cols) {
+            return unsupported("convert", "dequantizing Q8_0 needs a packed F32/F16/BF16 out");
+        }
+        return launched("convert",
+                        cuda_k_q8_dequant(s->stream, at(out), cdt(out->dtype), at(x), rows, cols));
+    }
+    if (cdt(x->dtype) < 0 || !rows_of(x, &rows, &cols, &ld) || !q8_rows_of(out, &qr, &qc) ||
+        qr != rows || qc != cols) {
+        return unsupported("convert", "quantizing to Q8_0 needs F32/F16/BF16 rows of one shape");
+    }
+    pthread_mutex_lock(&s->mu);
+    int32_t bad = 0;
+    void *flag = NULL;
+    ptm_status st = cuda_scratch(s, "convert", sizeof bad, &flag);
+    cudaError_t err = st == PTM_OK ? cudaMemsetAsync(flag, 0, sizeof bad, s->stream) : cudaSuccess;
+    if (st == PTM_OK && err == cudaSuccess) {
+        err = cuda_k_q8_quant(s->stream, at(out), at(x), cdt(x->dtype), rows, cols, ld, flag);
+    }
+    if (st == PTM_OK && err == cudaSuccess) {
+        err = cudaMemcpyAsync(&bad, flag, sizeof bad, cudaMemcpyDeviceToHost, s->stream);
+    }
+    if (st == PTM_OK && err == cudaSuccess) {
+        err = cudaStreamSynchronize(s->stream);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (st == PTM_OK && err != cudaSuccess) {
+        st = cuda_fail(PTM_E_INTERNAL, "convert", "quantizing to Q8_0", err);
+    }
+    if (st == PTM_OK && bad) {
+        st = ptm_error_set(PTM_E_RANGE, "cuda: convert: a block to quantize holds a non-finite "
+                                        "value or a magnitude past what an F16 scale can hold "
+                                        "(127 x 65504)");
+    }
+    return st;
+}
+
 static ptm_status cuda_convert(void *ctx, const struct ptm_kview *out, const struct ptm_kview *x)
 {
     struct cuda_state *s = ctx;
     int64_t rows, cols, ld;
+    if (out->dtype == PTM_Q8_0 || x->dtype == PTM_Q8_0) {
+        return cuda_convert_q8(s, out, x);
+    }
     if (!ptm_kview_is_contiguous(out) || !rows_of(x, &rows, &cols, &ld)) {
         return unsupported("convert", "needs packed rows");
     }

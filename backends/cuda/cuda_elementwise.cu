@@ -169,6 +169,61 @@ __global__ static void k_convert(void *dst, int32_t ddt, const void *src, int32_
     }
 }
 
+/* Element e of rows x k packed Q8_0 rows as F32: q * d of its block. */
+__global__ static void k_q8_dequant(void *dst, int32_t ddt, const unsigned char *src, int64_t k,
+                                    int64_t n)
+{
+    GRID_STRIDE(e, n)
+    {
+        int64_t r = e / k, c = e % k;
+        const unsigned char *row = src + r * (k + k / 16);
+        uint16_t h = (uint16_t)(row[2 * (c / 32)] | (row[2 * (c / 32) + 1] << 8));
+        float f = (float)(int8_t)row[k / 16 + c] * f16_to_f32(h);
+        if (ddt == CUDA_K_F16) {
+            ((uint16_t *)dst)[e] = f32_to_f16(f);
+        } else if (ddt == CUDA_K_BF16) {
+            ((uint16_t *)dst)[e] = f32_to_bf16(f);
+        } else {
+            ((float *)dst)[e] = f;
+        }
+    }
+}
+
+/* One thread per block of 32: as cpu_q8.c's q8_quantize_row. */
+__global__ static void k_q8_quant(unsigned char *dst, const void *src, int32_t sdt, int64_t k,
+                                  int64_t ld, int32_t *bad, int64_t n_blocks)
+{
+    GRID_STRIDE(g, n_blocks)
+    {
+        int64_t r = g / (k / 32), b = g % (k / 32);
+        float x[32], amax = 0.0f;
+        int ok = 1;
+        for (int i = 0; i < 32; i++) {
+            x[i] = load_as_f32(src, sdt, r * ld + b * 32 + i);
+            ok &= isfinite(x[i]) ? 1 : 0;
+            amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        }
+        float want = amax / 127.0f;
+        uint16_t h = f32_to_f16(want);
+        if (f16_to_f32(h) < want) {
+            h++; /* the next F16 up: positive values order like their bits */
+        }
+        float dh = f16_to_f32(h);
+        if (!ok || !isfinite(dh)) {
+            *bad = 1;
+            continue;
+        }
+        unsigned char *row = dst + r * (k + k / 16);
+        row[2 * b] = (unsigned char)(h & 0xffu);
+        row[2 * b + 1] = (unsigned char)(h >> 8);
+        for (int i = 0; i < 32; i++) {
+            float v = dh > 0.0f ? rintf(x[i] / dh) : 0.0f;
+            v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+            row[k / 16 + b * 32 + i] = (unsigned char)(int8_t)v;
+        }
+    }
+}
+
 __global__ static void k_embedding(float *out, const void *table, int32_t tdt, const void *ids,
                                    int32_t ids_i64, int64_t dim, int64_t n)
 {
@@ -257,6 +312,28 @@ extern "C" cudaError_t cuda_k_convert(cudaStream_t st, void *dst, int32_t ddt, c
         return cudaSuccess;
     }
     k_convert<<<blocks_for(n), THREADS, 0, st>>>(dst, ddt, src, sdt, cols, ld, n);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t cuda_k_q8_dequant(cudaStream_t st, void *dst, int32_t ddt, const void *src,
+                                         int64_t rows, int64_t k)
+{
+    int64_t n = rows * k;
+    if (n <= 0) {
+        return cudaSuccess;
+    }
+    k_q8_dequant<<<blocks_for(n), THREADS, 0, st>>>(dst, ddt, (const unsigned char *)src, k, n);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t cuda_k_q8_quant(cudaStream_t st, void *dst, const void *src, int32_t sdt,
+                                       int64_t rows, int64_t k, int64_t ld, int32_t *bad)
+{
+    int64_t n = rows * (k / 32);
+    if (n <= 0) {
+        return cudaSuccess;
+    }
+    k_q8_quant<<<blocks_for(n), THREADS, 0, st>>>((unsigned char *)dst, src, sdt, k, ld, bad, n);
     return cudaGetLastError();
 }
 

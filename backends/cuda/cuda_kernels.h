@@ -67,6 +67,19 @@ cudaError_t cuda_k_bias_act(cudaStream_t st, float *c, int64_t ldc, int64_t rows
 cudaError_t cuda_k_convert(cudaStream_t st, void *dst, int32_t ddt, const void *src, int32_t sdt,
                            int64_t rows, int64_t cols, int64_t ld);
 
+/*
+ * PTM_Q8_0 rows (ptm_tensor.h: k / 32 F16 scales, then k int8 quants; rows packed). dequant
+ * writes rows x k packed elements of type ddt (CUDA_K_F32/F16/BF16), element q * d; quant
+ * reads rows x k elements of type sdt (row stride ld) and writes packed Q8_0 rows exactly as
+ * cpu_q8_quantize does (d = amax / 127 rounded up to F16, q = rint(x / d) clamped to 127),
+ * setting *bad (a device int) to 1 when a block holds a non-finite value or needs a scale
+ * past F16's range.
+ */
+cudaError_t cuda_k_q8_dequant(cudaStream_t st, void *dst, int32_t ddt, const void *src,
+                              int64_t rows, int64_t k);
+cudaError_t cuda_k_q8_quant(cudaStream_t st, void *dst, const void *src, int32_t sdt, int64_t rows,
+                            int64_t k, int64_t ld, int32_t *bad);
+
 /* out[i, :] = table[ids[i], :] widened to F32; ids are I64 when ids_i64, else I32, and were
  * checked to lie in the table. table is packed with row length dim. */
 cudaError_t cuda_k_embedding(cudaStream_t st, float *out, const void *table, int32_t tdt,
