@@ -25,34 +25,16 @@
 #include <stdint.h>
 
 #include "cuda_kernels.h"
+#include "cuda_warp.cuh"
 
-#define NW   4         /* warps per block */
-#define NT   (NW * 32) /* threads per block */
-#define RPW  4         /* query rows per warp, tiled path */
-#define BQ   (NW * RPW)
-#define BK   32 /* keys per tile: one per lane */
-#define FULL 0xffffffffu
+#define NW  4         /* warps per block */
+#define NT  (NW * 32) /* threads per block */
+#define RPW 4         /* query rows per warp, tiled path */
+#define BQ  (NW * RPW)
+#define BK  32 /* keys per tile: one per lane */
 
 /* Default dynamic shared memory limit; more needs an opt-in per kernel. */
 #define SMEM_DEFAULT (48 * 1024)
-
-__device__ static float warp_sum(float v)
-{
-    /* A butterfly: every lane ends with the same bits (fp addition is commutative), so
-     * branches on the result are uniform across the warp. */
-    for (int o = 16; o > 0; o >>= 1) {
-        v += __shfl_xor_sync(FULL, v, o);
-    }
-    return v;
-}
-
-__device__ static float warp_max(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) {
-        v = fmaxf(v, __shfl_xor_sync(FULL, v, o));
-    }
-    return v;
-}
 
 __device__ static int key_kept(const struct cuda_k_attn &a, int64_t b, int64_t j)
 {
@@ -186,7 +168,7 @@ template <int DC> __global__ static void __launch_bounds__(NT) k_attn_tiled(stru
             }
 #pragma unroll
             for (int r = 0; r < RPW; r++) {
-                const float pj = __shfl_sync(FULL, p[r], jj);
+                const float pj = __shfl_sync(CUDA_WARP_FULL, p[r], jj);
 #pragma unroll
                 for (int c = 0; c < DC; c++) {
                     acc[r][c] = fmaf(pj, vv[c], acc[r][c]);

@@ -11,29 +11,13 @@
 #include <stdint.h>
 
 #include "cuda_kernels.h"
+#include "cuda_warp.cuh"
 
 #define THREADS 256
 #define WARPS   (THREADS / 32)
-#define FULL    0xffffffffu
 
 /* Rows per launch beyond which blocks loop over rows (grid.x stays well inside its limit). */
 #define MAX_BLOCKS (1 << 20)
-
-__device__ static float warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) {
-        v += __shfl_xor_sync(FULL, v, o);
-    }
-    return v;
-}
-
-__device__ static float warp_max(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) {
-        v = fmaxf(v, __shfl_xor_sync(FULL, v, o));
-    }
-    return v;
-}
 
 /* The block's sum of v, returned to every thread. All threads read the WARPS partials in the
  * same order, so they all get the same value. The second barrier lets buf be reused at once. */
