@@ -230,6 +230,41 @@ Test(cpu_attention, additive_bias_per_head_broadcast_and_per_batch)
     free(mask);
 }
 
+Test(cpu_attention, blocks_of_few_queries_read_keys_in_place)
+{
+    /* Blocks of <= 4 queries (decode) score against K's rows without the transpose: every
+     * feature on that path, with head sizes that fill, straddle and undershoot a vector. */
+    int32_t isas[3];
+    int n = test_n_isas(isas);
+    test_seed(36);
+    int64_t B = 2, Sk = 37, H = 4, D_max = 128;
+    float *bias = test_randn(B * H * 4 * Sk, -3, 3);
+    float *mask = test_zeros(B * Sk);
+    for (int64_t j = 0; j < B * Sk; j++) {
+        mask[j] = (j % 7) ? 1.0f : 0.0f;
+    }
+    const int64_t dims[] = {20, 64, D_max};
+    for (int t = 0; t < n; t++) {
+        for (int64_t Sq = 1; Sq <= 4; Sq++) {
+            for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++) {
+                struct cpu_attention a = {
+                    .B = B, .Sq = Sq, .Sk = Sk, .H = H, .Hkv = 2, .D = dims[d]};
+                a.is_causal = 1;
+                a.causal_offset = Sk - Sq;
+                a.bias = bias;
+                a.bias_bs = H * Sq * Sk;
+                a.key_mask = mask;
+                run_bshd(isas[t], a, "few queries, causal, bias, mask, gqa");
+                a.is_causal = 0;
+                a.bias = NULL;
+                run_bshd(isas[t], a, "few queries, cross-attention");
+            }
+        }
+    }
+    free(bias);
+    free(mask);
+}
+
 Test(cpu_attention, rejects_heads_not_multiple_of_kv_heads)
 {
     cpu_ctx ctx = test_ctx(CPU_ISA_SCALAR);

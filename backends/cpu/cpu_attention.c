@@ -4,8 +4,10 @@
  *
  * One task is one (batch, head, block of ATTN_QB queries). A task copies the keys it can see
  * into a transposed [D, keys] scratch, so the scores of 4 queries against 32 keys (16 on AVX2)
- * are D steps of shared Kt loads and broadcast-FMAs. Then per query an exact two-pass softmax
- * (max, exp-sum), and the 4 queries' weighted sums of V rows in one pass over V. Scratch per
+ * are D steps of shared Kt loads and broadcast-FMAs; a block of at most ATTN_ROWS_MAX_Q queries
+ * (decode) would not repay the transpose and takes dot products with K's rows in place. Then
+ * per query an exact two-pass softmax (max, exp-sum), and the 4 queries' weighted sums of V
+ * rows in one pass over V. Scratch per
  * thread is O(D * Sk); the B x H x Sq x Sk score tensor never exists. Masked and causally
  * hidden keys get weight exactly 0; a row that sees no key at all outputs zeros rather than
  * HF's uniform average over masked keys. AVX-512 and AVX2 share the algorithm; the scalar path
@@ -22,6 +24,7 @@
 
 #define ATTN_QB         128
 #define ATTN_MAX_SIMD_D 128 /* wider heads take the scalar path */
+#define ATTN_ROWS_MAX_Q 4   /* blocks of at most this many queries skip the K transpose */
 
 struct attn_job {
     const struct cpu_attention *a;
@@ -167,6 +170,30 @@ static CPU_AVX512 void attn_scores_any_512(int nq, int64_t D, const float *const
     }
 }
 
+/* Scores of one query against keys [0, kn) read as rows of K in place: s[j] = q . K[j], zero
+ * up to kn rounded to 32 as the Kt path leaves them. Used when a block has too few queries to
+ * pay for the transpose (decode: one query per head). */
+static CPU_AVX512 void attn_scores_rows_512(int64_t D, const float *q, const float *k, int64_t kss,
+                                            int64_t kn, float *s)
+{
+    __m512 qv[ATTN_MAX_SIMD_D / 16];
+    int nd = (int)((D + 15) / 16);
+    for (int c = 0; c < nd; c++) {
+        qv[c] = cpu_load512(q + c * 16, D - c * 16);
+    }
+    for (int64_t j = 0; j < kn; j++) {
+        const float *kr = k + j * kss;
+        __m512 acc = _mm512_mul_ps(qv[0], cpu_load512(kr, D));
+        for (int c = 1; c < nd; c++) {
+            acc = _mm512_fmadd_ps(qv[c], cpu_load512(kr + c * 16, D - c * 16), acc);
+        }
+        s[j] = _mm512_reduce_add_ps(acc);
+    }
+    for (int64_t j = kn; j < (kn + 31) / 32 * 32; j++) {
+        s[j] = 0.0f;
+    }
+}
+
 /* s[j] = exp(s[j] * scale + bias[j] + madd[j] - max) for j < kn (0 beyond); returns the sum,
  * or 0 when every key is hidden. */
 static CPU_AVX512 float attn_softmax_512(float *s, int64_t kn, float scale, const float *bias,
@@ -297,13 +324,15 @@ static CPU_AVX512 void attn_pv_any_512(int nq, int64_t D, const float *p, int64_
     }
 }
 
-/* Queries [i0, i1) of (b, h), four at a time: Kt holds the keys the last of them sees. */
+/* Queries [i0, i1) of (b, h), four at a time: Kt holds the keys the last of them sees, or is
+ * NULL and the scores read K's rows in place. */
 static CPU_AVX512 void attn_block_512(const struct cpu_attention *a, int64_t b, int64_t h,
                                       int64_t i0, int64_t i1, const float *kt, int64_t ld, float *s,
                                       const float *madd)
 {
     int64_t hk = h / (a->H / a->Hkv);
     const float *v0 = a->v + b * a->v_bs + hk * a->v_hs;
+    const float *k0 = a->k + b * a->k_bs + hk * a->k_hs;
     for (int64_t g = i0; g < i1; g += 4) {
         int nq = i1 - g < 4 ? (int)(i1 - g) : 4;
         const float *q[4];
@@ -313,7 +342,13 @@ static CPU_AVX512 void attn_block_512(const struct cpu_attention *a, int64_t b, 
             o[r] = a->o + b * a->o_bs + (g + r) * a->o_ss + h * a->o_hs;
         }
         int64_t kn_max = attn_key_end(a, g + nq - 1);
-        attn_scores_any_512(nq, a->D, q, kt, ld, kn_max, s);
+        if (kt) {
+            attn_scores_any_512(nq, a->D, q, kt, ld, kn_max, s);
+        } else {
+            for (int r = 0; r < nq; r++) {
+                attn_scores_rows_512(a->D, q[r], k0, a->k_ss, kn_max, s + r * ld);
+            }
+        }
         for (int r = 0; r < nq; r++) {
             int64_t i = g + r, kn = attn_key_end(a, i);
             const float *bias = a->bias ? a->bias + b * a->bias_bs + (h * a->Sq + i) * a->Sk : NULL;
@@ -393,6 +428,27 @@ static CPU_AVX2 void attn_scores_any_256(int nq, int64_t D, const float *const *
     default:
         attn_scores_256(1, D, q, kt, ld, kn, s);
         break;
+    }
+}
+
+static CPU_AVX2 void attn_scores_rows_256(int64_t D, const float *q, const float *k, int64_t kss,
+                                          int64_t kn, float *s)
+{
+    __m256 qv[ATTN_MAX_SIMD_D / 8];
+    int nd = (int)((D + 7) / 8);
+    for (int c = 0; c < nd; c++) {
+        qv[c] = cpu_load256(q + c * 8, D - c * 8);
+    }
+    for (int64_t j = 0; j < kn; j++) {
+        const float *kr = k + j * kss;
+        __m256 acc = _mm256_mul_ps(qv[0], cpu_load256(kr, D));
+        for (int c = 1; c < nd; c++) {
+            acc = _mm256_fmadd_ps(qv[c], cpu_load256(kr + c * 8, D - c * 8), acc);
+        }
+        s[j] = cpu_hsum256(acc);
+    }
+    for (int64_t j = kn; j < (kn + 31) / 32 * 32; j++) {
+        s[j] = 0.0f;
     }
 }
 
@@ -532,6 +588,7 @@ static CPU_AVX2 void attn_block_256(const struct cpu_attention *a, int64_t b, in
 {
     int64_t hk = h / (a->H / a->Hkv);
     const float *v0 = a->v + b * a->v_bs + hk * a->v_hs;
+    const float *k0 = a->k + b * a->k_bs + hk * a->k_hs;
     for (int64_t g = i0; g < i1; g += 4) {
         int nq = i1 - g < 4 ? (int)(i1 - g) : 4;
         const float *q[4];
@@ -541,7 +598,13 @@ static CPU_AVX2 void attn_block_256(const struct cpu_attention *a, int64_t b, in
             o[r] = a->o + b * a->o_bs + (g + r) * a->o_ss + h * a->o_hs;
         }
         int64_t kn_max = attn_key_end(a, g + nq - 1);
-        attn_scores_any_256(nq, a->D, q, kt, ld, kn_max, s);
+        if (kt) {
+            attn_scores_any_256(nq, a->D, q, kt, ld, kn_max, s);
+        } else {
+            for (int r = 0; r < nq; r++) {
+                attn_scores_rows_256(a->D, q[r], k0, a->k_ss, kn_max, s + r * ld);
+            }
+        }
         for (int r = 0; r < nq; r++) {
             int64_t i = g + r, kn = attn_key_end(a, i);
             const float *bias = a->bias ? a->bias + b * a->bias_bs + (h * a->Sq + i) * a->Sk : NULL;
@@ -579,13 +642,19 @@ static void attn_task(void *ctx, int64_t task, int32_t thread)
         madd[k] = a->key_mask && k < a->Sk && a->key_mask[b * a->Sk + k] == 0.0f ? -INFINITY : 0.0f;
     }
     int64_t hk = h / (a->H / a->Hkv), kend = attn_key_end(a, i1 - 1);
+    /* A transposed K pays off once it serves a few groups of 4 queries; decode reads rows. */
+    int rows = i1 - i0 <= ATTN_ROWS_MAX_Q;
     if (j->isa == CPU_ISA_AVX2) {
-        attn_transpose_k_256(a, b, hk, kend, kt, j->sk_pad);
-        attn_block_256(a, b, h, i0, i1, kt, j->sk_pad, s, madd);
+        if (!rows) {
+            attn_transpose_k_256(a, b, hk, kend, kt, j->sk_pad);
+        }
+        attn_block_256(a, b, h, i0, i1, rows ? NULL : kt, j->sk_pad, s, madd);
         return;
     }
-    attn_transpose_k(a, b, hk, kend, kt, j->sk_pad);
-    attn_block_512(a, b, h, i0, i1, kt, j->sk_pad, s, madd);
+    if (!rows) {
+        attn_transpose_k(a, b, hk, kend, kt, j->sk_pad);
+    }
+    attn_block_512(a, b, h, i0, i1, rows ? NULL : kt, j->sk_pad, s, madd);
 }
 
 static ptm_status attn_check(const struct cpu_attention *a)
