@@ -389,6 +389,15 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]) && strstr("gemm", only); i++) {
         bench_gemm(&ctx, n_threads, cases[i], PTM_F32);
     }
+    if (strstr("t5", only)) {
+        /* Batch-16 T5 decode: M = 16 against weights whose K strides alias in L1. */
+        const struct gemm_case t5[] = {{16, 512, 2048, CPU_ACT_NONE},
+                                       {16, 2048, 512, CPU_ACT_NONE},
+                                       {16, 512, 32128, CPU_ACT_NONE}};
+        for (size_t i = 0; i < sizeof(t5) / sizeof(t5[0]); i++) {
+            bench_gemm(&ctx, n_threads, t5[i], PTM_F32);
+        }
+    }
     if (strstr("half", only)) {
         bench_gemm(&ctx, n_threads, (struct gemm_case){4096, 384, 1536, CPU_ACT_GELU}, PTM_BF16);
         bench_gemm(&ctx, n_threads, (struct gemm_case){1, 4096, 4096, CPU_ACT_NONE}, PTM_BF16);

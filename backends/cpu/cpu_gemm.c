@@ -8,13 +8,13 @@
  * batch-1 and decode case), AVX-512 and M close to 16 or 32: an outer-product kernel whose
  * zmm lanes are the rows of A (A^T packed per task into thread-local scratch), broadcasting one
  * B element per output column, 24 zmm accumulators and no horizontal sums; F32 rows are read in
- * place when their stride suits L1, half-precision rows widened per K chunk. Other small M: a
- * dot-product kernel on B's [N, K] rows, 4x4 output tiles of 16-lane FMAs, which reads
- * half-precision rows directly (widened per K chunk), so decode streams each weight byte once;
- * it has AVX-512, AVX2 and scalar forms. OpenBLAS picks its own ISA. M <= 4 on AVX-512 goes to
- * the streaming GEMV of cpu_gemv.c, Q8_0 weights to cpu_q8.c, and (opt-in, ctx->bf16_dot) BF16
- * weights of the large-M case to cpu_gemm_bf16.c, each with this file's epilogue.
- * This file does not know what a model is.
+ * place when their stride suits L1, else copied per K chunk as half-precision rows are widened.
+ * Other small M: a dot-product kernel on B's [N, K] rows, 4x4 output tiles of 16-lane FMAs,
+ * which reads half-precision rows directly (widened per K chunk), so decode streams each weight
+ * byte once; it has AVX-512, AVX2 and scalar forms. OpenBLAS picks its own ISA. M <= 4 on AVX-512
+ * goes to the streaming GEMV of cpu_gemv.c, Q8_0 weights to cpu_q8.c, and (opt-in, ctx->bf16_dot)
+ * BF16 weights of the large-M case to cpu_gemm_bf16.c, each with this file's epilogue. This file
+ * does not know what a model is.
  */
 #include "cpu_kernels.h"
 #include "cpu_simd.h"
@@ -31,6 +31,7 @@
 #define GEMM_NB               2048 /* columns per OpenBLAS tile: whole rows of C beat 2D tiles */
 #define OUT_KC                128  /* K chunk of the outer-product kernel's B panel */
 #define OUT_NR                24   /* accumulator zmm registers of the outer-product kernel */
+#define OUT_PF_AHEAD          2    /* B panels prefetched ahead of the one being packed */
 
 void cpu_blas_init(void)
 {
@@ -389,9 +390,10 @@ static void gemm_small_task(void *ctx, int64_t task, int32_t thread)
  * registers on the way out. F32 B rows are read in place (out_direct) when OUT_NR rows at
  * stride ldb do not crowd an L1 set, prefetching the next tile's rows a line per 16 k (at batch
  * 1 the weights come from DRAM, and 24 short streams defeat the hardware prefetcher); otherwise
- * (half precision) an OUT_KC chunk of the rows is widened into a [OUT_NR][OUT_KC] panel while the
- * next chunk is prefetched. Measured on Zen 4 at M = 16 it runs near the FMA peak where the dot
- * kernel loses a third to reductions. */
+ * (half precision, or F32 rows whose stride aliases in L1: K = 512, 2048) an OUT_KC chunk of the
+ * rows is widened or copied into a [OUT_NR][OUT_KC] panel while the chunk OUT_PF_AHEAD further
+ * is prefetched into L2 (into L1 the aliasing rows would evict each other). Measured on Zen 4
+ * at M = 16 it runs near the FMA peak where the dot kernel loses a third to reductions. */
 
 /* This thread's scratch of at least n floats, 64-byte aligned, kept across calls and freed
  * when the thread exits. NULL when out of memory (the caller falls back to the dot kernel). */
@@ -497,16 +499,17 @@ static CPU_AVX512 void out_pack_b(const struct gemm_job *j, int64_t n, int nr, i
                                   int64_t kc, int64_t kn, float *bp)
 {
     size_t esize = j->b_dtype == PTM_F32 ? 4 : 2;
-    /* The next chunk's rows: the same rows further along K, else the next tile's. */
-    int64_t pn = kc + OUT_KC < j->K ? n : n + nr_max;
-    int64_t pk = kc + OUT_KC < j->K ? kc + OUT_KC : 0;
+    /* The chunk OUT_PF_AHEAD further: these rows further along K, or the next tiles' rows. */
+    int64_t cpr = (j->K + OUT_KC - 1) / OUT_KC, t = kc / OUT_KC + OUT_PF_AHEAD;
+    int64_t pn = n + (t / cpr) * nr_max;
+    int64_t pk = (t % cpr) * OUT_KC;
     int64_t pbytes = (j->K - pk < OUT_KC ? j->K - pk : OUT_KC) * (int64_t)esize;
     for (int q = 0; q < nr; q++) {
         const char *row = (const char *)j->B + ((n + q) * j->ldb + kc) * esize;
         float *d = bp + q * OUT_KC;
         const char *next = (const char *)j->B + ((pn + q) * j->ldb + pk) * esize;
         for (int64_t b = 0; b < pbytes && pn + q < j->N; b += 64) {
-            _mm_prefetch(next + b, _MM_HINT_T0);
+            _mm_prefetch(next + b, _MM_HINT_T1);
         }
         if (j->b_dtype != PTM_F32) {
             widen_512(j->b_dtype, row, kn, d);
@@ -774,8 +777,7 @@ ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const f
     }
     j.out_nr = M > 16 ? OUT_NR / 2 : OUT_NR;
     j.out_direct = b_dtype == PTM_F32 && out_rows_fit_l1(ldb, j.out_nr);
-    if (b_trans && out_wins(M) && ctx->isa >= CPU_ISA_AVX512 &&
-        (j.out_direct || b_dtype != PTM_F32)) {
+    if (b_trans && out_wins(M) && ctx->isa >= CPU_ISA_AVX512) {
         int64_t n_threads = cpu_pool_size(ctx->pool), nr = j.out_nr;
         j.nb = ((N + n_threads - 1) / n_threads + nr - 1) / nr * nr;
         cpu_pool_run(ctx->pool, (N + j.nb - 1) / j.nb, gemm_out_task, &j);
