@@ -4,9 +4,12 @@
  * ptm_tensor.h) through the backend's convert kernel, and ptm_model_dequantize turns them back.
  *
  * Eligible: 2-D parameters with a float tensor, not kept in F32 by the class, not an embedding
- * table (the class's input embeddings, or a name ending in "embeddings.weight"), in no tied
- * pair (a tied output head shares the embedding table that the gather reads), with a row
- * length that is a multiple of 32. So an untied LM head (lm_head.weight) is quantized, as
+ * table (the class's input embeddings, or a name ending in "embeddings.weight"), with a row
+ * length that is a multiple of 32, and in no tied pair, save one: an output head tied to the
+ * input embeddings (T5 v1.0's lm_head, LLaMA with tie_word_embeddings) gets a Q8_0 copy of
+ * its own while the table the gather reads stays float, as llama.cpp quantizes its output
+ * matrix; the pair stays tied (saving writes the table once, dequantize re-shares it, and
+ * any edit of the table re-ties the head to the new one). So every LM head is quantized, as
  * llama.cpp's Q8_0 does; vectors (norms, biases) never are. The architecture sees the same
  * parameter, now of dtype PTM_Q8_0, and its matmuls run the backend's int8 kernels; the
  * parameter's declared dtype is kept, and dequantize converts back to it. This file knows no
@@ -38,6 +41,14 @@ static int in_tied_pair(const ptm_model *m, size_t i)
     return 0;
 }
 
+/* The class's output embeddings, tied to a source: the head that gets a copy of its own. */
+static int tied_head(const ptm_model *m, size_t i)
+{
+    const struct ptm__param *p = &m->params[i];
+    return p->tied_to >= 0 && m->cls->output_embeddings != NULL &&
+           strcmp(p->name, m->cls->output_embeddings) == 0;
+}
+
 static int eligible(const ptm_model *m, size_t i)
 {
     const struct ptm__param *p = &m->params[i];
@@ -52,7 +63,7 @@ static int eligible(const ptm_model *m, size_t i)
         ends_with(p->name, "embeddings.weight")) {
         return 0;
     }
-    return !in_tied_pair(m, i);
+    return tied_head(m, i) || !in_tied_pair(m, i);
 }
 
 /* Give p a new tensor of dtype dt converted from its current one. */
@@ -106,6 +117,11 @@ ptm_status ptm_model_dequantize(ptm_model *m)
     for (size_t i = 0; i < m->n_params; i++) {
         struct ptm__param *p = &m->params[i];
         if (p->t == NULL || ptm_tensor_dtype(p->t) != PTM_Q8_0) {
+            continue;
+        }
+        if (p->tied_to >= 0) { /* a tied head's own copy: share the source's again */
+            ptm_tensor_free(p->t);
+            p->t = ptm_tensor_retain(m->params[p->tied_to].t);
             continue;
         }
         ptm_status st = reconvert(p, p->dtype);

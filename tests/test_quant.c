@@ -407,6 +407,30 @@ Test(quant, quantizes_matrices_only_and_dequantizes_back)
     ptm_model_free(f);
 }
 
+Test(quant, tied_head_gets_its_own_int8_copy_and_stays_tied)
+{
+    /* llama-tiny-gqa2 ties lm_head to the embeddings: the head is quantized, the table the
+     * gather reads stays float, and the pair is tied again by dequantize and by any edit. */
+    const char *emb = "model.embed_tokens.weight", *head = "lm_head.weight";
+    ptm_model *m = load_q(FIXTURE("llama-tiny-gqa2"), "int8");
+    ptm_model *f = load_q(FIXTURE("llama-tiny-gqa2"), NULL);
+    cr_assert_eq(ptm_tensor_dtype(ptm_model_param(m, head)), PTM_Q8_0);
+    cr_assert_eq(ptm_tensor_dtype(ptm_model_param(m, emb)),
+                 ptm_tensor_dtype(ptm_model_param(f, emb)));
+    cr_assert_eq(ptm_model_num_parameters(m, 0), ptm_model_num_parameters(f, 0),
+                 "the head's copy is no parameter of its own");
+    cr_assert_eq(ptm_model_dequantize(m), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_model_param(m, head), ptm_model_param(m, emb), "dequantize re-shares");
+    ptm_model_free(m);
+
+    m = load_q(FIXTURE("llama-tiny-gqa2"), "int8");
+    cr_assert_eq(ptm_model_resize_token_embeddings(m, 130, 0, 0), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_model_param(m, head), ptm_model_param(m, emb), "an edit re-ties the head");
+    cr_assert_eq(ptm_tensor_dim(ptm_model_param(m, head), 0), 130);
+    ptm_model_free(m);
+    ptm_model_free(f);
+}
+
 Test(quant, rejects_an_unknown_quantization)
 {
     ptm_model *m = (ptm_model *)1;
