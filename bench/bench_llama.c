@@ -14,7 +14,12 @@
  * (two-thread streaming read of a 1 GiB buffer, best of several), and ptm's peak RSS (VmHWM)
  * against its weights plus KV cache.
  *
- * usage: bench_llama [--runs N] [--threads N] [--prompt N] [--gen N] [--only bf16,f16,int8]
+ * Variants: bf16 and f16 (exact: weights widened to F32), bf16dot (the same BF16 weights with
+ * PTM_CPU_BF16_DOT=1: prefill-sized matmuls round activations to BF16 for vdpbf16ps, as
+ * llama.cpp rounds them to F16 for its F16 weights), int8 (Q8_0 quantized on load).
+ *
+ * usage: bench_llama [--runs N] [--threads N] [--prompt N] [--gen N]
+ *                    [--only bf16,bf16dot,f16,int8]
  *                    [--models DIR] [--peers DIR|none]
  */
 #include <pthread.h>
@@ -41,6 +46,7 @@ struct args {
 struct variant {
     const char *name, *dir, *gguf; /* dir: under models; gguf: under peers */
     int is_int8;
+    int bf16_dot; /* PTM_CPU_BF16_DOT=1: prefill rounds activations to BF16 for vdpbf16ps */
 };
 
 struct result {
@@ -269,9 +275,9 @@ static void report(const struct variant *v, struct result *r, const struct args 
 /* The same figures as one table, after the machine-readable lines; "-" where no peer ran. */
 static void table(const struct variant *vs, struct result *rs, const int *on, int n, double bw)
 {
-    printf("\n%-5s %21s %21s %27s %9s\n", "", "prefill tok/s", "decode tok/s",
+    printf("\n%-7s %21s %21s %27s %9s\n", "", "prefill tok/s", "decode tok/s",
            "decode weight bytes/s", "peak RSS");
-    printf("%-5s %7s %7s %5s %7s %7s %5s %8s %7s %9s %9s\n", "ptm", "ptm", "llama", "x", "ptm",
+    printf("%-7s %7s %7s %5s %7s %7s %5s %8s %7s %9s %9s\n", "ptm", "ptm", "llama", "x", "ptm",
            "llama", "x", "GB/s", "of BW", "peer GB/s", "/ budget");
     for (int i = 0; i < n; i++) {
         struct result *r = &rs[i];
@@ -290,18 +296,20 @@ static void table(const struct variant *vs, struct result *rs, const int *on, in
         double peer_gbs = r->n_peer > 0 ? r->gguf_bytes * (r->token_bytes / r->weight_bytes) *
                                               median(r->peer_decode, r->n_peer) / 1e9
                                         : 0;
-        printf("%-5s %7.2f %s %7.2f %s %8.2f %6.1f%% %9.2f %9.3f\n", vs[i].name, pf, pre, dc, dec,
+        printf("%-7s %7.2f %s %7.2f %s %8.2f %6.1f%% %9.2f %9.3f\n", vs[i].name, pf, pre, dc, dec,
                gbs, 100 * gbs / bw, peer_gbs, r->peak_rss / (r->weight_bytes + r->kv_bytes));
     }
-    printf("DRAM read bandwidth measured here: %.2f GB/s. llama: llama.cpp on GGUF F16 (bf16, f16 "
-           "rows) and Q8_0 (int8). x > 1: ptm faster. budget: weights + KV cache.\n",
+    printf("DRAM read bandwidth measured here: %.2f GB/s. llama: llama.cpp on GGUF F16 (bf16, "
+           "bf16dot, f16 rows) and Q8_0 (int8). bf16dot: PTM_CPU_BF16_DOT=1. x > 1: ptm faster. "
+           "budget: weights + KV cache.\n",
            bw);
 }
 
 static void parse_args(int argc, char **argv, struct args *a)
 {
     *a = (struct args){
-        3, 0, 512, 128, "bf16,f16,int8", PTM_BENCH_DIR "/models", PTM_BENCH_DIR "/peers", NULL};
+        3,   0, 512, 128, "bf16,bf16dot,f16,int8", PTM_BENCH_DIR "/models", PTM_BENCH_DIR "/peers",
+        NULL};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *val = argv[i + 1];
         if (!strcmp(k, "--runs")) {
@@ -361,6 +369,11 @@ static int child_main(const struct variant *v, const struct args *a)
 {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/%s", a->models, v->dir);
+    if (v->bf16_dot) {
+        setenv("PTM_CPU_BF16_DOT", "1", 1);
+    } else {
+        unsetenv("PTM_CPU_BF16_DOT");
+    }
     ptm_model *m = ptm_load(dir, v);
     if (m == NULL) {
         return 2;
@@ -447,14 +460,15 @@ static int bench_once(const struct variant *v, const struct args *a, const char 
     return 0;
 }
 
-#define N_VARIANTS 3
+#define N_VARIANTS 4
 
 int main(int argc, char **argv)
 {
     static const struct variant variants[N_VARIANTS] = {
-        {"bf16", "llama-1b-bf16", "llama-1b-f16.gguf", 0},
-        {"f16", "llama-1b-f16", "llama-1b-f16.gguf", 0},
-        {"int8", "llama-1b-bf16", "llama-1b-q8_0.gguf", 1},
+        {"bf16", "llama-1b-bf16", "llama-1b-f16.gguf", 0, 0},
+        {"bf16dot", "llama-1b-bf16", "llama-1b-f16.gguf", 0, 1},
+        {"f16", "llama-1b-f16", "llama-1b-f16.gguf", 0, 0},
+        {"int8", "llama-1b-bf16", "llama-1b-q8_0.gguf", 1, 0},
     };
     static struct result res[N_VARIANTS];
     int on[N_VARIANTS];
