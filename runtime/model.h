@@ -19,6 +19,10 @@ struct ptm__param {
     ptm_tensor *t;   /* NULL until loaded or initialised */
     long tied_to;    /* index of the parameter this one shares storage with, or -1 */
     ptm_device *dev; /* where it is loaded or initialised (device_map); the model's by default */
+    /* During from_pretrained: p->t wraps these bytes of a checkpoint's read-only file mapping
+     * (so quantizing may hand their pages back); NULL otherwise. */
+    const void *mapped;
+    size_t mapped_bytes;
 };
 
 struct ptm__name_list {

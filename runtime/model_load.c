@@ -149,6 +149,8 @@ static ptm_status place(ptm_model *m, struct ptm__param *p, const struct ptm_st_
     }
     if (t->dtype == p->dtype) {
         p->t = src;
+        p->mapped = addr % esize == 0 ? t->data : NULL;
+        p->mapped_bytes = t->nbytes;
         return PTM_OK;
     }
     st = ptm_tensor_new(p->dev, p->dtype, p->ndim, p->shape, &p->t);

@@ -15,11 +15,13 @@
  * parameter's declared dtype is kept, and dequantize converts back to it. This file knows no
  * architecture: the rule above uses only what the class descriptor declares.
  */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "error.h"
 #include "log.h"
 #include "model.h"
+#include "st_copy.h"
 #include "tensor.h"
 
 static int ends_with(const char *s, const char *suffix)
@@ -97,10 +99,19 @@ ptm_status ptm__model_quantize(ptm_model *m, const char *how)
         if (!eligible(m, i)) {
             continue;
         }
-        ptm_status st = reconvert(&m->params[i], PTM_Q8_0);
+        struct ptm__param *p = &m->params[i];
+        /* The last reference to checkpoint bytes: their pages can go once converted, so the
+         * resident set ends near the int8 size rather than int8 plus the whole source. */
+        const void *src =
+            p->mapped != NULL && ptm_tensor_data(p->t) == p->mapped && atomic_load(&p->t->refs) == 1
+                ? p->mapped
+                : NULL;
+        ptm_status st = reconvert(p, PTM_Q8_0);
         if (st != PTM_OK) {
             return st;
         }
+        ptm__st_source_drop(src, src ? p->mapped_bytes : 0);
+        p->mapped = NULL;
         m->quantized = 1;
         n++;
     }

@@ -116,6 +116,21 @@ static int source_find(const void *p, uint64_t n, struct source *src, uint64_t *
     return found;
 }
 
+void ptm__st_source_drop(const void *p, uint64_t n)
+{
+    struct source src;
+    uint64_t off;
+    long page = sysconf(_SC_PAGESIZE);
+    if (n == 0 || page <= 0 || !source_find(p, n, &src, &off)) {
+        return;
+    }
+    uintptr_t start = ((uintptr_t)p + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t end = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+    if (end > start) {
+        madvise((void *)start, end - start, MADV_DONTNEED); /* a hint: failure changes nothing */
+    }
+}
+
 /*
  * Stream the output to disk as it grows: each new CHUNK_BYTES stretch is handed to writeback,
  * then the previous stretch is waited for and dropped from the page cache. The final fsync

@@ -23,6 +23,12 @@ ptm_status ptm__st_source_add(const void *base, size_t len, int fd, const char *
 /* Forget the mapping at base and close its descriptor. Unknown bases are ignored. */
 void ptm__st_source_remove(const void *base);
 
+/* When p[0..n) lies in a registered mapping, hand the whole pages inside it back to the kernel
+ * (MADV_DONTNEED): the process's resident set shrinks, and a later read faults the same bytes
+ * in from the file again. For bytes the caller no longer needs (quantized on load). Other
+ * memory is left alone. */
+void ptm__st_source_drop(const void *p, uint64_t n);
+
 /* One output file being filled from its start. */
 struct ptm__st_out {
     int fd;           /* open for writing, at offset written */
