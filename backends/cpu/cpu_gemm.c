@@ -4,17 +4,17 @@
  *
  * Three engines. Large M: OpenBLAS sgemm, single-threaded per tile (cpu_blas_init), one task per
  * tile, with the epilogue applied while the tile is in cache; half-precision weights are first
- * widened to F32 in parallel (O(NK) against the O(MNK) product). Small M (M < GEMM_SMALL_M, the
- * batch-1 and decode case), AVX-512 and M close to 16 or 32: an outer-product kernel whose
- * zmm lanes are the rows of A (A^T packed per task into thread-local scratch), broadcasting one
- * B element per output column, 24 zmm accumulators and no horizontal sums; F32 rows are read in
- * place when their stride suits L1, else copied per K chunk as half-precision rows are widened.
- * Other small M: a dot-product kernel on B's [N, K] rows, 4x4 output tiles of 16-lane FMAs,
- * which reads half-precision rows directly (widened per K chunk), so decode streams each weight
- * byte once; it has AVX-512, AVX2 and scalar forms. OpenBLAS picks its own ISA. M <= 4 on AVX-512
- * goes to the streaming GEMV of cpu_gemv.c, Q8_0 weights to cpu_q8.c, and (opt-in, ctx->bf16_dot)
- * BF16 weights of the large-M case to cpu_gemm_bf16.c, each with this file's epilogue. This file
- * does not know what a model is.
+ * widened to F32 in parallel (O(NK) against the O(MNK) product) into scratch kept across calls.
+ * Small M (M < GEMM_SMALL_M, the batch-1 and decode case), AVX-512 and M close to 16 or 32: an
+ * outer-product kernel whose zmm lanes are the rows of A (A^T packed per task into thread-local
+ * scratch), broadcasting one B element per output column, 24 zmm accumulators and no horizontal
+ * sums; F32 rows are read in place when their stride suits L1, else copied per K chunk as
+ * half-precision rows are widened. Other small M: a dot-product kernel on B's [N, K] rows, 4x4
+ * output tiles of 16-lane FMAs, which reads half-precision rows directly (widened per K chunk), so
+ * decode streams each weight byte once; it has AVX-512, AVX2 and scalar forms. OpenBLAS picks its
+ * own ISA. M <= 4 on AVX-512 goes to the streaming GEMV of cpu_gemv.c, Q8_0 weights to cpu_q8.c,
+ * and (opt-in, ctx->bf16_dot) BF16 weights of the large-M case to cpu_gemm_bf16.c, each with this
+ * file's epilogue. This file does not know what a model is.
  */
 #include "cpu_kernels.h"
 #include "cpu_simd.h"
@@ -797,10 +797,11 @@ ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const f
         cpu_gemm_bf16(ctx, M, N, K, A, lda, B, ldb, C, ldc, j.accumulate, gemm_epilogue_cols, &j)) {
         return PTM_OK;
     }
-    float *wide = NULL;
     if (b_dtype != PTM_F32) {
+        /* The caller's scratch, kept across calls: a fresh allocation per matmul (46 MB for a
+         * TinyLlama MLP weight) cost more in page faults and zeroing than the widening. */
         int64_t rows = b_trans ? N : K, cols = b_trans ? K : N;
-        wide = malloc((size_t)rows * (size_t)cols * sizeof(float));
+        float *wide = cpu_scratch_get(0, (size_t)rows * (size_t)cols * sizeof(float));
         if (!wide) {
             return ptm_error_set(PTM_E_NOMEM,
                                  "cpu: gemm: widening a %lldx%lld %s weight: out "
@@ -814,6 +815,5 @@ ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const f
         j.b_dtype = PTM_F32;
     }
     gemm_blas(ctx, &j);
-    free(wide);
     return PTM_OK;
 }
