@@ -148,9 +148,9 @@ static ptm_status gemm(struct cuda_state *s, int trans, int64_t m, int64_t n, in
     }
     const float alpha = 1.0f, beta = 0.0f;
     cublasStatus_t st =
-        cublasGemmEx(s->blas, trans ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, (int)n, (int)m,
-                     (int)k, &alpha, b, CUDA_R_32F, (int)ldb, a, CUDA_R_32F, (int)lda, &beta, out,
-                     CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        cuda_blas.gemm_ex(s->blas, trans ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, (int)n, (int)m,
+                          (int)k, &alpha, b, CUDA_R_32F, (int)ldb, a, CUDA_R_32F, (int)lda, &beta,
+                          out, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     return st == CUBLAS_STATUS_SUCCESS ? PTM_OK : cuda_blas_fail("matmul", "cublasGemmEx", st);
 }
 

@@ -14,6 +14,7 @@
  */
 #include "cuda_device.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -29,7 +30,54 @@ ptm_status cuda_fail(ptm_status st, const char *op, const char *call, cudaError_
 ptm_status cuda_blas_fail(const char *op, const char *call, cublasStatus_t err)
 {
     return ptm_error_set(PTM_E_INTERNAL, "cuda: %s: %s failed: %s (%s)", op, call,
-                         cublasGetStatusString(err), cublasGetStatusName(err));
+                         cuda_blas.status_string(err), cuda_blas.status_name(err));
+}
+
+struct cuda_blas_api cuda_blas;
+
+#define CUDA_STR2(x) #x
+#define CUDA_STR(x)  CUDA_STR2(x) /* expands cublas_v2.h's macros: cublasCreate_v2 */
+
+/* Open cuBLAS of the major version this plugin was built with: by its soname (the loader's
+ * search, LD_LIBRARY_PATH included), else from the toolkit it was built against. 0 with
+ * s->why set when it or one of its calls is missing. */
+static int blas_open(struct cuda_state *s)
+{
+    static const char *const names[] = {
+        "libcublas.so." CUDA_STR(CUBLAS_VER_MAJOR),
+        PTM_CUDA_LIBDIR "/libcublas.so." CUDA_STR(CUBLAS_VER_MAJOR),
+    };
+    void *lib = NULL;
+    for (size_t i = 0; lib == NULL && i < sizeof names / sizeof names[0]; i++) {
+        lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    }
+    if (lib == NULL) {
+        const char *e = dlerror();
+        snprintf(s->why, sizeof s->why, "cuda: %s: cannot open %s: %s", s->name, names[0],
+                 e ? e : "not found");
+        return 0;
+    }
+    struct cuda_blas_api a;
+    const char *missing = NULL;
+#define CUDA_BLAS_SYM(field, fn)                                                                   \
+    if ((*(void **)&a.field = dlsym(lib, CUDA_STR(fn))) == NULL && missing == NULL) {              \
+        missing = CUDA_STR(fn);                                                                    \
+    }
+    CUDA_BLAS_SYM(create, cublasCreate)
+    CUDA_BLAS_SYM(destroy, cublasDestroy)
+    CUDA_BLAS_SYM(set_stream, cublasSetStream)
+    CUDA_BLAS_SYM(set_math_mode, cublasSetMathMode)
+    CUDA_BLAS_SYM(gemm_ex, cublasGemmEx)
+    CUDA_BLAS_SYM(status_name, cublasGetStatusName)
+    CUDA_BLAS_SYM(status_string, cublasGetStatusString)
+#undef CUDA_BLAS_SYM
+    if (missing != NULL) {
+        snprintf(s->why, sizeof s->why, "cuda: %s: %s has no %s", s->name, names[0], missing);
+        dlclose(lib);
+        return 0;
+    }
+    cuda_blas = a; /* the library stays open for the process, as a linked one would */
+    return 1;
 }
 
 /* Record why the device is unusable: "cuda: <subject>: <call> failed: <error>". */
@@ -124,17 +172,21 @@ void cuda_device_open(struct cuda_state *s)
         return;
     }
     setup_pool(s);
-    cublasStatus_t bst = cublasCreate(&s->blas);
+    if (!blas_open(s)) {
+        cuda_device_close(s);
+        return;
+    }
+    cublasStatus_t bst = cuda_blas.create(&s->blas);
     if (bst == CUBLAS_STATUS_SUCCESS) {
-        bst = cublasSetStream(s->blas, s->stream);
+        bst = cuda_blas.set_stream(s->blas, s->stream);
     }
     /* Plain F32: no TF32 tensor-op shortcut, so results match the CPU's F32 GEMM. */
     if (bst == CUBLAS_STATUS_SUCCESS) {
-        bst = cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH);
+        bst = cuda_blas.set_math_mode(s->blas, CUBLAS_DEFAULT_MATH);
     }
     if (bst != CUBLAS_STATUS_SUCCESS) {
         snprintf(s->why, sizeof s->why, "cuda: %s: cuBLAS setup failed: %s (%s)", s->name,
-                 cublasGetStatusString(bst), cublasGetStatusName(bst));
+                 cuda_blas.status_string(bst), cuda_blas.status_name(bst));
         cuda_device_close(s);
         return;
     }
@@ -157,7 +209,7 @@ void cuda_device_close(struct cuda_state *s)
         (void)cudaMemPoolTrimTo(pool, 0);
     }
     if (s->blas != NULL) {
-        (void)cublasDestroy(s->blas);
+        (void)cuda_blas.destroy(s->blas);
         s->blas = NULL;
     }
     if (s->stream != NULL) {

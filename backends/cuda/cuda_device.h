@@ -57,6 +57,23 @@ ptm_status cuda_fail(ptm_status st, const char *op, const char *call, cudaError_
 ptm_status cuda_blas_fail(const char *op, const char *call, cublasStatus_t err);
 
 /*
+ * cuBLAS is opened when a device is found, not linked: a plugin linked to libcublas and
+ * libcublasLt maps and relocates them in every process that loads it, ~95 MB of private
+ * memory and ~120 ms on a host without a GPU. These are the calls the backend makes; the
+ * pointers are set by cuda_device_open once it has a device, and stay for the process.
+ */
+struct cuda_blas_api {
+    cublasStatus_t (*create)(cublasHandle_t *);
+    cublasStatus_t (*destroy)(cublasHandle_t);
+    cublasStatus_t (*set_stream)(cublasHandle_t, cudaStream_t);
+    cublasStatus_t (*set_math_mode)(cublasHandle_t, cublasMath_t);
+    __typeof__(cublasGemmEx) *gemm_ex;
+    const char *(*status_name)(cublasStatus_t);
+    const char *(*status_string)(cublasStatus_t);
+};
+extern struct cuda_blas_api cuda_blas;
+
+/*
  * cuda_scratch - a device area of at least bytes, valid until the next cuda_scratch call.
  * The caller holds s->mu from this call until its last use of the area is enqueued. Grows by
  * replacing the area (the old one is freed in stream order, after its last reader).
