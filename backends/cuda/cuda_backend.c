@@ -195,7 +195,7 @@ static ptm_status cuda_matmul(void *ctx, const struct ptm_kview *out, const stru
                               uint32_t flags)
 {
     struct cuda_state *s = ctx;
-    int64_t m, k, lda, mo, n, ldo, br, bc, ldb;
+    int64_t m, k, lda, mo, n, ldo, br = 0, bc = 0, ldb = 0;
     int trans = (flags & PTM_MM_TRANS_B) != 0;
     int b_ok = b->dtype == PTM_Q8_0 ? trans && q8_rows_of(b, &br, &bc)
                                     : cdt(b->dtype) >= 0 && rows_of(b, &br, &bc, &ldb);
