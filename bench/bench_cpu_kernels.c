@@ -339,6 +339,36 @@ static void bench_prefill_case(const cpu_ctx *base, int n_threads, int64_t N, in
     free(C);
 }
 
+/* Q8_0 at batch-16 decode (T5 shapes) and prefill (TinyLlama MLP): the many-row kernel
+ * (cpu_q8_outer.c) against the lane kernel (cpu_q8.c), interleaved. */
+static void bench_q8_case(const cpu_ctx *ctx, int n_threads, int64_t M, int64_t N, int64_t K)
+{
+    float *A = rnd(M * K), *B = rnd(N * K), *C = malloc((size_t)(M * N) * sizeof(float));
+    struct wset ws = make_weights(ctx, B, N, K, PTM_Q8_0, 0);
+    double t_outer[RUNS], t_lane[RUNS];
+    for (int r = -1; r < RUNS; r++) {
+        double t0 = now_ms();
+        cpu_q8_outer_gemm(ctx, M, N, K, A, K, ws.w[0], C, N, 0, NULL, NULL);
+        double t1 = now_ms();
+        cpu_q8_gemm(ctx, M, N, K, A, K, ws.w[0], C, N, 0, NULL, NULL);
+        double t2 = now_ms();
+        if (r >= 0) {
+            t_outer[r] = t1 - t0;
+            t_lane[r] = t2 - t1;
+        }
+    }
+    double o = median(t_outer, RUNS), l = median(t_lane, RUNS);
+    double gop = 2.0 * (double)M * (double)N * (double)K / 1e9;
+    printf("bench=q8_m%lld_n%lld_k%lld threads=%d outer_ms=%.3f lane_ms=%.3f ratio=%.2f runs=%d "
+           "outer_gops=%.1f lane_gops=%.1f\n",
+           (long long)M, (long long)N, (long long)K, n_threads, o, l, l / o, RUNS, gop / o * 1e3,
+           gop / l * 1e3);
+    free_weights(&ws);
+    free(A);
+    free(B);
+    free(C);
+}
+
 static void bench_prefill(const cpu_ctx *ctx, int n_threads)
 {
     const int64_t shapes[][2] = {{5632, 2048}, {2048, 5632}};
@@ -408,6 +438,13 @@ int main(int argc, char **argv)
     }
     if (strstr("prefill", only)) {
         bench_prefill(&ctx, n_threads);
+    }
+    if (strstr("q8", only)) {
+        const int64_t q8[][3] = {{16, 2048, 512},  {16, 512, 2048},   {16, 32128, 512},
+                                 {32, 5632, 2048}, {512, 5632, 2048}, {512, 2048, 5632}};
+        for (size_t i = 0; i < sizeof q8 / sizeof q8[0]; i++) {
+            bench_q8_case(&ctx, n_threads, q8[i][0], q8[i][1], q8[i][2]);
+        }
     }
     if (strstr("attention", only)) {
         bench_attention(&ctx, n_threads, 32, 128, 12, 32);

@@ -12,9 +12,10 @@
  * half-precision rows are widened. Other small M: a dot-product kernel on B's [N, K] rows, 4x4
  * output tiles of 16-lane FMAs, which reads half-precision rows directly (widened per K chunk), so
  * decode streams each weight byte once; it has AVX-512, AVX2 and scalar forms. OpenBLAS picks its
- * own ISA. M <= 4 on AVX-512 goes to the streaming GEMV of cpu_gemv.c, Q8_0 weights to cpu_q8.c,
- * and (opt-in, ctx->bf16_dot) BF16 weights of the large-M case to cpu_gemm_bf16.c, each with this
- * file's epilogue. This file does not know what a model is.
+ * own ISA. M <= 4 on AVX-512 goes to the streaming GEMV of cpu_gemv.c, Q8_0 weights to
+ * cpu_q8_outer.c (M >= Q8_OUTER_MIN_M with VNNI) or cpu_q8.c, and (opt-in, ctx->bf16_dot) BF16
+ * weights of the large-M case to cpu_gemm_bf16.c, each with this file's epilogue. This file does
+ * not know what a model is.
  */
 #include "cpu_kernels.h"
 #include "cpu_simd.h"
@@ -31,7 +32,10 @@
 #define GEMM_NB               2048 /* columns per OpenBLAS tile: whole rows of C beat 2D tiles */
 #define OUT_KC                128  /* K chunk of the outer-product kernel's B panel */
 #define OUT_NR                24   /* accumulator zmm registers of the outer-product kernel */
-#define OUT_PF_AHEAD          2    /* B panels prefetched ahead of the one being packed */
+/* From this many rows the Q8_0 outer-product kernel wins (bench_cpu_kernels q8: 1.9x at 12
+ * rows, 1.7-3.2x at 16, 1.9-2.5x at 512; at 5 the lane kernel is as fast). */
+#define Q8_OUTER_MIN_M 12
+#define OUT_PF_AHEAD   2 /* B panels prefetched ahead of the one being packed */
 
 void cpu_blas_init(void)
 {
@@ -769,6 +773,10 @@ ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const f
         return PTM_OK;
     }
     if (b_dtype == PTM_Q8_0) {
+        if (M >= Q8_OUTER_MIN_M && cpu_q8_outer_gemm(ctx, M, N, K, A, lda, B, C, ldc, j.accumulate,
+                                                     gemm_epilogue_cols, &j)) {
+            return PTM_OK;
+        }
         return cpu_q8_gemm(ctx, M, N, K, A, lda, B, C, ldc, j.accumulate, gemm_epilogue_cols, &j);
     }
     if (b_trans && cpu_gemv(ctx, M, N, K, A, lda, B, b_dtype, ldb, C, ldc, j.accumulate,

@@ -141,10 +141,11 @@ struct cpu_epilogue {
  * b_trans != 0: B is [N, K] row-major with row stride ldb (nn.Linear weight layout);
  * b_trans == 0: B is [K, N] row-major with row stride ldb.
  * b_dtype: PTM_F32, PTM_BF16, PTM_F16 or PTM_Q8_0 (others: PTM_E_UNSUPPORTED). PTM_Q8_0 needs
- * b_trans and ldb == K and runs cpu_q8_gemm. M <= 4 with b_trans on AVX-512 runs cpu_gemv
- * (the decode path). With ctx->bf16_dot, BF16 weights with b_trans that reach the large-M path
- * run cpu_gemm_bf16 where the CPU has AVX512-BF16: there, and only there, activations are
- * rounded to BF16 (as a bf16 model computes in PyTorch). Otherwise half-precision weights are
+ * b_trans and ldb == K and runs cpu_q8_outer_gemm (M >= 12 with VNNI) or else cpu_q8_gemm.
+ * M <= 4 with b_trans on AVX-512 runs cpu_gemv (the decode path). With ctx->bf16_dot, BF16
+ * weights with b_trans that reach the large-M path run cpu_gemm_bf16 where the CPU has
+ * AVX512-BF16: there, and only there, activations are rounded to BF16 (as a bf16 model
+ * computes in PyTorch). Otherwise half-precision weights are
  * widened to F32 (in registers for small M on AVX-512, per K chunk or whole matrix otherwise)
  * and multiplied in F32, so results equal the F32 GEMM on the widened weights up to summation
  * order; activations are never rounded to BF16. M < 32 with b_trans uses the built-in
@@ -224,6 +225,16 @@ ptm_status cpu_q8_dequantize(const cpu_ctx *ctx, int64_t rows, int64_t k, const 
 ptm_status cpu_q8_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A,
                        int64_t lda, const void *B, float *C, int64_t ldc, int accumulate,
                        cpu_cols_fn epi, void *epi_arg);
+
+/*
+ * cpu_q8_outer_gemm - the same product for many rows on AVX512-VNNI (cpu_q8_outer.c): A's rows
+ * are the zmm lanes, each block's integer dot is exact, and acc = fma(float(dot), ad * dw,
+ * acc) per block in order, from 0. Returns 0 without touching C when it cannot run (no VNNI,
+ * K not a multiple of 32, no scratch), 1 when done. epi as for cpu_q8_gemm.
+ */
+int cpu_q8_outer_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A,
+                      int64_t lda, const void *B, float *C, int64_t ldc, int accumulate,
+                      cpu_cols_fn epi, void *epi_arg);
 
 /* ---- norms and softmax (cpu_norm.c) ---- */
 
