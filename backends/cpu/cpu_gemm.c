@@ -36,6 +36,7 @@
  * rows, 1.7-3.2x at 16, 1.9-2.5x at 512; at 5 the lane kernel is as fast). */
 #define Q8_OUTER_MIN_M 12
 #define OUT_PF_AHEAD   2 /* B panels prefetched ahead of the one being packed */
+#define OUT_PF_EVERY   5 /* k steps between two rows' prefetches: 24 rows in 120 of 128 */
 
 void cpu_blas_init(void)
 {
@@ -503,18 +504,9 @@ static CPU_AVX512 void out_pack_b(const struct gemm_job *j, int64_t n, int nr, i
                                   int64_t kc, int64_t kn, float *bp)
 {
     size_t esize = j->b_dtype == PTM_F32 ? 4 : 2;
-    /* The chunk OUT_PF_AHEAD further: these rows further along K, or the next tiles' rows. */
-    int64_t cpr = (j->K + OUT_KC - 1) / OUT_KC, t = kc / OUT_KC + OUT_PF_AHEAD;
-    int64_t pn = n + (t / cpr) * nr_max;
-    int64_t pk = (t % cpr) * OUT_KC;
-    int64_t pbytes = (j->K - pk < OUT_KC ? j->K - pk : OUT_KC) * (int64_t)esize;
     for (int q = 0; q < nr; q++) {
         const char *row = (const char *)j->B + ((n + q) * j->ldb + kc) * esize;
         float *d = bp + q * OUT_KC;
-        const char *next = (const char *)j->B + ((pn + q) * j->ldb + pk) * esize;
-        for (int64_t b = 0; b < pbytes && pn + q < j->N; b += 64) {
-            _mm_prefetch(next + b, _MM_HINT_T1);
-        }
         if (j->b_dtype != PTM_F32) {
             widen_512(j->b_dtype, row, kn, d);
             continue;
@@ -545,10 +537,20 @@ out_tile_512(const int MV, const int NR, const int DIRECT, const struct gemm_job
     for (int i = 0; i < NR * MV; i++) {
         acc[i] = _mm512_setzero_ps();
     }
+    size_t esize = j->b_dtype == PTM_F32 ? 4 : 2;
+    int64_t cpr = (j->K + OUT_KC - 1) / OUT_KC;
     for (int64_t kc = 0; kc < j->K; kc += OUT_KC) {
         int64_t kn = j->K - kc < OUT_KC ? j->K - kc : OUT_KC;
+        /* Packed rows: the chunk OUT_PF_AHEAD further (these rows further along K, or the next
+         * tiles' rows) is fetched into L2 a row every OUT_PF_EVERY k, spread over this chunk's
+         * work rather than in one burst the miss queues cannot hold. */
+        int64_t pf_row = j->N, pf_k = 0, pf_lines = 0;
         if (!DIRECT) {
             out_pack_b(j, n, nr, NR, kc, kn, bp);
+            int64_t t = kc / OUT_KC + OUT_PF_AHEAD;
+            pf_row = n + (t / cpr) * NR;
+            pf_k = (t % cpr) * OUT_KC;
+            pf_lines = ((j->K - pf_k < OUT_KC ? j->K - pf_k : OUT_KC) * (int64_t)esize + 63) / 64;
         }
         const float *a = at + kc * W;
         for (int64_t k = 0; k < kn; k++) {
@@ -557,6 +559,14 @@ out_tile_512(const int MV, const int NR, const int DIRECT, const struct gemm_job
 #pragma GCC unroll 24
                 for (int q = 0; q < NR; q++) {
                     _mm_prefetch((const char *)(bnext[q] + kc + k), _MM_HINT_T0);
+                }
+            }
+            if (!DIRECT && k % OUT_PF_EVERY == 0 && k / OUT_PF_EVERY < NR &&
+                pf_row + k / OUT_PF_EVERY < j->N) {
+                const char *r = (const char *)j->B +
+                                ((pf_row + k / OUT_PF_EVERY) * j->ldb + pf_k) * (int64_t)esize;
+                for (int64_t l = 0; l < pf_lines; l++) {
+                    _mm_prefetch(r + l * 64, _MM_HINT_T1);
                 }
             }
             __m512 a0 = _mm512_load_ps(a + k * W);
