@@ -87,6 +87,15 @@ ptm_status ptm__model_run(ptm_model *m, const struct ptm_forward_ctx *ctx);
  * model_quant.c. */
 ptm_status ptm__model_quantize(ptm_model *m, const char *how);
 
+/* Whether how asks for quantization: *on = 1 for "int8", 0 for NULL, "" or "none";
+ * PTM_E_INVAL naming any other value. */
+ptm_status ptm__quantize_wanted(const char *how, int *on);
+
+/* Whether p's shape and class rules make it a weight int8 would quantize, whatever its dtype
+ * and ties: the loader keeps such weights in the checkpoint's dtype rather than converting
+ * them to the model's dtype first. */
+int ptm__quantize_candidate(const ptm_model *m, const struct ptm__param *p);
+
 ptm_status ptm__name_list_add(struct ptm__name_list *l, const char *name);
 
 /* Resolve the class: class_name, else config architectures[0], else the arch's base. */

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "model.h"
 #include "resolve.h"
+#include "st_copy.h"
 #include "tensor.h"
 
 /* The mapping outlives the model while any weight tensor still points into it. */
@@ -121,9 +122,11 @@ static void shape_str(char *buf, size_t cap, int32_t ndim, const int64_t *shape)
     }
 }
 
-/* Give parameter p the checkpoint tensor t: in place when possible, else converted. */
+/* Give parameter p the checkpoint tensor t: in place when possible, else converted. With
+ * quantizing, a float weight int8 will quantize stays in the checkpoint's dtype: quantizing
+ * from it gives the same int8 as from its float32 widening, without the float32 copy. */
 static ptm_status place(ptm_model *m, struct ptm__param *p, const struct ptm_st_tensor *t,
-                        struct st_ref *ref)
+                        struct st_ref *ref, int quantizing)
 {
     int float_src = t->dtype == PTM_F32 || t->dtype == PTM_F16 || t->dtype == PTM_BF16;
     if (!float_src && t->dtype != p->dtype) {
@@ -147,7 +150,7 @@ static ptm_status place(ptm_model *m, struct ptm__param *p, const struct ptm_st_
             return st;
         }
     }
-    if (t->dtype == p->dtype) {
+    if (t->dtype == p->dtype || (quantizing && float_src && ptm__quantize_candidate(m, p))) {
         p->t = src;
         p->mapped = addr % esize == 0 ? t->data : NULL;
         p->mapped_bytes = t->nbytes;
@@ -158,11 +161,14 @@ static ptm_status place(ptm_model *m, struct ptm__param *p, const struct ptm_st_
         ptm__error_prefix(p->name);
     }
     ptm_tensor_free(src);
+    /* Converted: the checkpoint's pages are not needed again (a float32 load of a BF16
+     * checkpoint would otherwise keep both copies resident). */
+    ptm__st_source_drop(t->data, t->nbytes);
     return st;
 }
 
 static ptm_status load_weights(ptm_model *m, ptm_st_file *f, struct st_ref *ref,
-                               int ignore_mismatched)
+                               int ignore_mismatched, int quantizing)
 {
     const char *prefix = m->arch->arch->base_model_prefix;
     int mode = prefix_mode(m, f, prefix);
@@ -188,7 +194,7 @@ static ptm_status load_weights(ptm_model *m, ptm_st_file *f, struct st_ref *ref,
             }
             st = ptm__name_list_add(&m->info[PTM_LOAD_MISMATCHED], m->params[k].name);
         } else {
-            st = place(m, &m->params[k], t, ref);
+            st = place(m, &m->params[k], t, ref, quantizing);
         }
         if (st != PTM_OK) {
             return st;
@@ -260,7 +266,13 @@ static ptm_status load_from(const char *name, const struct ptm__resolved *r,
         return st;
     }
     ptm_st_file *f = NULL;
-    st = ptm__device_map_apply(m, o);
+    int quantizing = 0;
+    st = o != NULL && PTM_HAS(o, struct ptm_load_opts, quantize)
+             ? ptm__quantize_wanted(o->quantize, &quantizing) /* refused before any reading */
+             : PTM_OK;
+    if (st == PTM_OK) {
+        st = ptm__device_map_apply(m, o);
+    }
     if (st == PTM_OK) {
         st = ptm_st_open_dir(dir, o ? o->variant : NULL, &f);
     }
@@ -272,7 +284,7 @@ static ptm_status load_from(const char *name, const struct ptm__resolved *r,
     if (st == PTM_OK) {
         atomic_init(&ref->refs, 1); /* the loader's own reference, dropped below */
         ref->f = f;
-        st = load_weights(m, f, ref, o ? o->ignore_mismatched_sizes : 0);
+        st = load_weights(m, f, ref, o ? o->ignore_mismatched_sizes : 0, quantizing);
         st_ref_release(ref);
     }
     if (st == PTM_OK) {

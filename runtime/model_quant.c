@@ -51,21 +51,39 @@ static int tied_head(const ptm_model *m, size_t i)
            strcmp(p->name, m->cls->output_embeddings) == 0;
 }
 
+int ptm__quantize_candidate(const ptm_model *m, const struct ptm__param *p)
+{
+    if (p->ndim != 2 || p->keep_f32 || p->shape[1] % 32 != 0 || p->shape[1] == 0) {
+        return 0;
+    }
+    return !((m->cls->input_embeddings && strcmp(p->name, m->cls->input_embeddings) == 0) ||
+             ends_with(p->name, "embeddings.weight"));
+}
+
 static int eligible(const ptm_model *m, size_t i)
 {
     const struct ptm__param *p = &m->params[i];
-    if (p->t == NULL || p->ndim != 2 || p->keep_f32 || p->shape[1] % 32 != 0 || p->shape[1] == 0) {
+    if (p->t == NULL || !ptm__quantize_candidate(m, p)) {
         return 0;
     }
     ptm_dtype dt = ptm_tensor_dtype(p->t);
     if (dt != PTM_F32 && dt != PTM_F16 && dt != PTM_BF16) {
         return 0;
     }
-    if ((m->cls->input_embeddings && strcmp(p->name, m->cls->input_embeddings) == 0) ||
-        ends_with(p->name, "embeddings.weight")) {
-        return 0;
-    }
     return tied_head(m, i) || !in_tied_pair(m, i);
+}
+
+ptm_status ptm__quantize_wanted(const char *how, int *on)
+{
+    *on = 0;
+    if (how == NULL || how[0] == '\0' || strcmp(how, "none") == 0) {
+        return PTM_OK;
+    }
+    if (strcmp(how, "int8") != 0 && strcmp(how, "q8_0") != 0) {
+        return ptm__fail(PTM_E_INVAL, "quantize \"%s\": expected \"int8\" (or none)", how);
+    }
+    *on = 1;
+    return PTM_OK;
 }
 
 /* Give p a new tensor of dtype dt converted from its current one. */
@@ -88,11 +106,10 @@ static ptm_status reconvert(struct ptm__param *p, ptm_dtype dt)
 
 ptm_status ptm__model_quantize(ptm_model *m, const char *how)
 {
-    if (how == NULL || how[0] == '\0' || strcmp(how, "none") == 0) {
-        return PTM_OK;
-    }
-    if (strcmp(how, "int8") != 0 && strcmp(how, "q8_0") != 0) {
-        return ptm__fail(PTM_E_INVAL, "quantize \"%s\": expected \"int8\" (or none)", how);
+    int want = 0;
+    ptm_status st0 = ptm__quantize_wanted(how, &want);
+    if (st0 != PTM_OK || !want) {
+        return st0;
     }
     size_t n = 0;
     for (size_t i = 0; i < m->n_params; i++) {

@@ -431,6 +431,40 @@ Test(quant, tied_head_gets_its_own_int8_copy_and_stays_tied)
     ptm_model_free(f);
 }
 
+Test(quant, float32_load_quantizes_from_the_checkpoint_dtype_without_a_float32_copy)
+{
+    /* dtype float32 + int8: the matrices go BF16 -> Q8_0 directly, byte for byte what the
+     * "auto" load quantizes; everything else honours float32, and dequantize gives it too. */
+    const char *dir = FIXTURE("llama-tiny-bf16");
+    ptm_model *a = NULL, *f = NULL;
+    struct ptm_load_opts oa = {.struct_size = sizeof oa, .dtype = "auto", .quantize = "int8"};
+    struct ptm_load_opts of = {.struct_size = sizeof of, .dtype = "float32", .quantize = "int8"};
+    cr_assert_eq(ptm_model_load(dir, &oa, &a), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_model_load(dir, &of, &f), PTM_OK, "%s", ptm_last_error());
+    int nq = 0;
+    for (size_t i = 0; i < ptm_model_n_params(f); i++) {
+        const char *name = NULL;
+        ptm_tensor *tf = ptm_model_param_at(f, i, &name), *ta = ptm_model_param(a, name);
+        if (ptm_tensor_dtype(tf) == PTM_Q8_0) {
+            cr_assert_eq(ptm_tensor_dtype(ta), PTM_Q8_0, "%s", name);
+            cr_assert_eq(ptm_tensor_nbytes(tf), ptm_tensor_nbytes(ta), "%s", name);
+            cr_assert_eq(memcmp(ptm_tensor_data(tf), ptm_tensor_data(ta), ptm_tensor_nbytes(tf)), 0,
+                         "%s: int8 differs from the auto load's", name);
+            nq++;
+        } else {
+            cr_assert_eq(ptm_tensor_dtype(tf), PTM_F32, "%s: %s", name,
+                         ptm_dtype_name(ptm_tensor_dtype(tf)));
+        }
+    }
+    cr_assert_gt(nq, 0);
+    cr_assert_eq(ptm_model_dequantize(f), PTM_OK, "%s", ptm_last_error());
+    for (size_t i = 0; i < ptm_model_n_params(f); i++) {
+        cr_assert_eq(ptm_tensor_dtype(ptm_model_param_at(f, i, NULL)), PTM_F32);
+    }
+    ptm_model_free(a);
+    ptm_model_free(f);
+}
+
 Test(quant, rejects_an_unknown_quantization)
 {
     ptm_model *m = (ptm_model *)1;

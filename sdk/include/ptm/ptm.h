@@ -143,10 +143,14 @@ struct ptm_load_opts {
      * ignores it): after loading, quantize the matrix weights to PTM_Q8_0 (ptm_tensor.h;
      * blocks of 32, one F16 scale each, round to nearest as llama.cpp's Q8_0). Quantized: 2-D float
      * weights whose rows are a multiple of 32, except embedding tables (the class's input
-     * embeddings, names ending in "embeddings.weight"), tied pairs (so a tied LM head stays float;
-     * an untied one is quantized) and the class's keep_in_fp32 modules. Matmuls then quantize
-     * activations per block on the fly and multiply int8 exactly (the CPU backend's VNNI kernels).
-     * Other values: PTM_E_INVAL. A backend without the kernels: PTM_E_UNSUPPORTED. */
+     * embeddings, names ending in "embeddings.weight"), tied pairs other than a tied LM head
+     * (which gets an int8 copy while the embedding table stays float; the pair stays tied) and
+     * the class's keep_in_fp32 modules. Those weights are quantized from the checkpoint's own
+     * float dtype (the same int8 as from a float32 widening), so dtype never costs a float32
+     * copy of them, and the checkpoint pages they came from are released. Matmuls then quantize
+     * activations per block on the fly and multiply int8 exactly (the CPU backend's VNNI
+     * kernels). Other values: PTM_E_INVAL, before anything is read. A backend without the
+     * kernels: PTM_E_UNSUPPORTED. */
     const char *quantize;
     /* ABI 1.x (issue 8). HF's device_map: NULL to use device alone; "auto" (the devices of
      * the best-scoring backend, balanced by bytes); one device ("opencl:0"); or an explicit
