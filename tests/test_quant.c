@@ -95,6 +95,56 @@ Test(quant, round_trip_keeps_each_element_within_half_a_scale)
     check_round_trip(PTM_F16);
 }
 
+Test(quant, vector_quantizer_equals_scalar_byte_for_byte)
+{
+    /* Every magnitude class of test_value, values on rounding ties (x / d = n + 0.5 for the
+     * block's own d), subnormals, and each source dtype: the AVX-512 rows must be the scalar
+     * rows exactly. */
+    int32_t isas[3];
+    int n = test_n_isas(isas);
+    if (isas[n - 1] < CPU_ISA_AVX512 || !cpu_isa_has_vnni()) {
+        cr_skip_test("no AVX-512 VNNI: only the scalar quantizer runs here");
+    }
+    cpu_ctx vec = test_ctx(isas[n - 1]), sca = test_ctx(CPU_ISA_SCALAR);
+    const int64_t rows = 40, k = 256;
+    float *x = test_zeros(rows * k);
+    test_seed(11);
+    for (int64_t i = 0; i < rows * k; i++) {
+        x[i] = test_value(i / k, i % k);
+    }
+    for (int64_t r = 30; r < 35; r++) { /* ties: amax 127 / 8 gives d = 1 / 8 exactly */
+        for (int64_t i = 0; i < k; i++) {
+            x[r * k + i] = i % 32 == 0 ? 127.0f / 8 : ((float)(i % 64) - 32.0f + 0.5f) / 8;
+        }
+    }
+    for (int64_t i = 35 * k; i < rows * k; i++) {
+        x[i] = test_uniform(-1.0f, 1.0f) * 1e-40f; /* F32 subnormals */
+    }
+    const ptm_dtype dts[] = {PTM_F32, PTM_BF16, PTM_F16};
+    size_t bytes = (size_t)rows * cpu_q8_row_bytes(k);
+    uint16_t *h = calloc((size_t)(rows * k), 2);
+    unsigned char *qv = malloc(bytes), *qs = malloc(bytes);
+    for (size_t d = 0; d < 3; d++) {
+        const void *src = x;
+        if (dts[d] != PTM_F32) {
+            cpu_convert(&sca, rows * k, x, PTM_F32, h, dts[d]);
+            src = h;
+        }
+        cr_assert_eq(cpu_q8_quantize(&vec, rows, k, src, dts[d], k, qv), PTM_OK);
+        cr_assert_eq(cpu_q8_quantize(&sca, rows, k, src, dts[d], k, qs), PTM_OK);
+        for (size_t i = 0; i < bytes; i++) {
+            cr_assert_eq(qv[i], qs[i], "%s: byte %zu: %d, scalar %d", ptm_dtype_name(dts[d]), i,
+                         qv[i], qs[i]);
+        }
+    }
+    free(x);
+    free(h);
+    free(qv);
+    free(qs);
+    test_ctx_free(&vec);
+    test_ctx_free(&sca);
+}
+
 Test(quant, refuses_non_finite_weights_and_ragged_rows)
 {
     cpu_ctx ctx = test_ctx(cpu_isa_best());

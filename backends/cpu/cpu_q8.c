@@ -107,7 +107,59 @@ static int q8_quantize_row(int64_t k, ptm_dtype dt, const void *src, unsigned ch
     return 0;
 }
 
+/* The same row on AVX-512, byte for byte: x / d is IEEE division and roundscale rounds to
+ * nearest even like rintf, so only the loads and the max are vectors. Loading a 1.1B BF16
+ * model with int8 spent ~3 s in the scalar loop. */
+static CPU_VNNI int q8_quantize_row_512(int64_t k, ptm_dtype dt, const void *src,
+                                        unsigned char *dst, int64_t *bad)
+{
+    int8_t *q = (int8_t *)(dst + (k / QB) * 2);
+    const __m512 inf = _mm512_set1_ps(INFINITY), lim = _mm512_set1_ps(127.0f);
+    for (int64_t b = 0; b < k / QB; b++) {
+        __m512 x[2];
+        for (int h = 0; h < 2; h++) {
+            int64_t i = b * QB + h * 16;
+            if (dt == PTM_F32) {
+                x[h] = _mm512_loadu_ps((const float *)src + i);
+            } else {
+                __m256i v = _mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i));
+                x[h] = dt == PTM_BF16 ? cpu_bf16x16_to_ps(v) : _mm512_cvtph_ps(v);
+            }
+        }
+        __m512 a0 = _mm512_abs_ps(x[0]), a1 = _mm512_abs_ps(x[1]);
+        /* Finite: |x| < inf, false for NaN too. */
+        if ((__mmask16)(_mm512_cmp_ps_mask(a0, inf, _CMP_LT_OQ) &
+                        _mm512_cmp_ps_mask(a1, inf, _CMP_LT_OQ)) != (__mmask16)0xffff) {
+            *bad = b;
+            return -1;
+        }
+        float want = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)) / 127.0f;
+        uint16_t h = cpu_f32_to_f16(want);
+        if (cpu_f16_to_f32(h) < want) {
+            h++;
+        }
+        float dh = cpu_f16_to_f32(h);
+        if (!isfinite(dh)) {
+            *bad = b;
+            return -1;
+        }
+        for (int g = 0; g < 2; g++) {
+            __m512 v = _mm512_setzero_ps();
+            if (dh > 0.0f) {
+                v = _mm512_roundscale_ps(_mm512_div_ps(x[g], _mm512_set1_ps(dh)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-127.0f)), lim);
+            }
+            _mm_storeu_si128((__m128i *)(q + b * QB + 16 * g),
+                             _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v)));
+        }
+        memcpy(dst + 2 * b, &h, 2);
+    }
+    return 0;
+}
+
 struct q8_conv {
+    int avx512;
     int64_t k, ld_src;
     ptm_dtype dt;
     const void *src;
@@ -122,7 +174,9 @@ static void q8_quantize_rows(void *arg, int64_t lo, int64_t hi)
     for (int64_t r = lo; r < hi; r++) {
         int64_t b;
         const char *s = (const char *)c->src + (size_t)(r * c->ld_src) * es;
-        if (q8_quantize_row(c->k, c->dt, s, (unsigned char *)c->dst + r * rb, &b) != 0) {
+        unsigned char *d = (unsigned char *)c->dst + r * rb;
+        if ((c->avx512 ? q8_quantize_row_512(c->k, c->dt, s, d, &b)
+                       : q8_quantize_row(c->k, c->dt, s, d, &b)) != 0) {
             atomic_store(&c->bad_row, (long long)r);
         }
     }
@@ -138,7 +192,12 @@ ptm_status cpu_q8_quantize(const cpu_ctx *ctx, int64_t rows, int64_t k, const vo
                              "columns of F32, BF16 or F16",
                              (long long)k, name ? name : "?", QB);
     }
-    struct q8_conv c = {.k = k, .ld_src = ld_src, .dt = src_dtype, .src = src, .dst = dst};
+    struct q8_conv c = {.avx512 = ctx->isa >= CPU_ISA_AVX512 && cpu_isa_has_vnni(),
+                        .k = k,
+                        .ld_src = ld_src,
+                        .dt = src_dtype,
+                        .src = src,
+                        .dst = dst};
     atomic_init(&c.bad_row, -1);
     cpu_pool_range(ctx->pool, rows, 16, q8_quantize_rows, &c);
     long long bad = atomic_load(&c.bad_row);
