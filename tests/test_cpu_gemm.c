@@ -237,7 +237,7 @@ Test(cpu_gemm, small_m_kernels_match_reference_on_every_row_count_and_edge)
     /* M = 1..31 crosses both small-M kernels (dot product, outer product with 16 or 32 lanes);
      * N = 61 leaves partial column tiles on each thread, K = 301 is odd and spans K chunks, and
      * K = 1536 makes F32 rows a bad L1 stride so the outer kernel packs them as it widens half
-     * precision. */
+     * precision, or at M <= 16 (K = 512 too) reads 12 of them in place. */
     int32_t isas[3];
     int n = test_n_isas(isas);
     test_seed(6);
@@ -251,6 +251,7 @@ Test(cpu_gemm, small_m_kernels_match_reference_on_every_row_count_and_edge)
         for (size_t d = 0; d < 3; d++) {
             run_case(isas[t], 16, 50, 1536, 1, dts[d], CPU_ACT_GELU, 1, 1);
             run_case(isas[t], 27, 50, 1536, 1, dts[d], CPU_ACT_NONE, 0, 1);
+            run_case(isas[t], 14, 40, 512, 1, dts[d], CPU_ACT_NONE, 1, 0);
             run_case(isas[t], 29, 25, 7, 1, dts[d], CPU_ACT_RELU, 1, 0);
             run_case(isas[t], 15, 24, 16, 1, dts[d], CPU_ACT_NONE, 0, 1);
         }

@@ -395,10 +395,13 @@ static void gemm_small_task(void *ctx, int64_t task, int32_t thread)
  * registers on the way out. F32 B rows are read in place (out_direct) when OUT_NR rows at
  * stride ldb do not crowd an L1 set, prefetching the next tile's rows a line per 16 k (at batch
  * 1 the weights come from DRAM, and 24 short streams defeat the hardware prefetcher); otherwise
- * (half precision, or F32 rows whose stride aliases in L1: K = 512, 2048) an OUT_KC chunk of the
- * rows is widened or copied into a [OUT_NR][OUT_KC] panel while the chunk OUT_PF_AHEAD further
- * is prefetched into L2 (into L1 the aliasing rows would evict each other). Measured on Zen 4
- * at M = 16 it runs near the FMA peak where the dot kernel loses a third to reductions. */
+ * (half precision, or F32 rows whose stride aliases in L1: K = 512, 1536, 2048) an OUT_KC chunk
+ * of the rows is widened or copied into a [OUT_NR][OUT_KC] panel while the chunk OUT_PF_AHEAD
+ * further is prefetched into L2 (into L1 the aliasing rows would evict each other). At M <= 16
+ * and K = 512 or 1536, tiles of OUT_NR / 2 rows are read in place instead, their next tile
+ * prefetched into L2 (bench_cpu_kernels t5: 160-168 -> 183-205 GFLOP/s, lm_head 136 -> 183).
+ * Measured on Zen 4 at M = 16 it runs near the FMA peak where the dot kernel loses a third to
+ * reductions. */
 
 /* This thread's scratch of at least n floats, 64-byte aligned, kept across calls and freed
  * when the thread exits. NULL when out of memory (the caller falls back to the dot kernel). */
@@ -558,7 +561,11 @@ out_tile_512(const int MV, const int NR, const int DIRECT, const struct gemm_job
             if (DIRECT && (k & 15) == 0) {
 #pragma GCC unroll 24
                 for (int q = 0; q < NR; q++) {
-                    _mm_prefetch((const char *)(bnext[q] + kc + k), _MM_HINT_T0);
+                    if (MV == 1 && NR == OUT_NR / 2) { /* rows crowding two sets */
+                        _mm_prefetch((const char *)(bnext[q] + kc + k), _MM_HINT_T1);
+                    } else {
+                        _mm_prefetch((const char *)(bnext[q] + kc + k), _MM_HINT_T0);
+                    }
                 }
             }
             if (!DIRECT && k % OUT_PF_EVERY == 0 && k / OUT_PF_EVERY < NR &&
@@ -611,13 +618,13 @@ static CPU_AVX512 void out_store(const struct gemm_job *j, int W, int nr_max, co
 }
 
 /* Whether nr F32 rows ldb apart, read in step, share no L1 set (64 sets of 64-byte lines, 8
- * ways) more than four times, leaving ways for A and the prefetched lines. */
-static int out_rows_fit_l1(int64_t ldb, int nr)
+ * ways) more than ways times, leaving the other ways for A and the prefetched lines. */
+static int out_rows_fit_l1(int64_t ldb, int nr, int ways)
 {
     int count[64] = {0};
     for (int q = 0; q < nr; q++) {
         int set = (int)(((uint64_t)q * (uint64_t)ldb * 4u / 64u) % 64u);
-        if (++count[set] > 4) {
+        if (++count[set] > ways) {
             return 0;
         }
     }
@@ -655,6 +662,8 @@ static CPU_AVX512 void out_block_512(const struct gemm_job *j, int64_t n0, int64
             } else {
                 out_tile_512(2, OUT_NR / 2, 0, j, at, n, nr, bp, ct);
             }
+        } else if (j->out_direct && nr_max == OUT_NR / 2) {
+            out_tile_512(1, OUT_NR / 2, 1, j, at, n, nr, bp, ct);
         } else if (j->out_direct) {
             out_tile_512(1, OUT_NR, 1, j, at, n, nr, bp, ct);
         } else {
@@ -794,7 +803,14 @@ ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const f
         return PTM_OK;
     }
     j.out_nr = M > 16 ? OUT_NR / 2 : OUT_NR;
-    j.out_direct = b_dtype == PTM_F32 && out_rows_fit_l1(ldb, j.out_nr);
+    j.out_direct = b_dtype == PTM_F32 && out_rows_fit_l1(ldb, j.out_nr, 4);
+    /* Rows 2 KiB or 6 KiB apart (K = 512, 1536) fall in two L1 sets: 12 of them fit, read in
+     * place, with the next tile's lines prefetched into L2 only (out_tile_512), where 24 would
+     * need the copy. K = 2048 (one set) still copies. */
+    if (b_dtype == PTM_F32 && !j.out_direct && M <= 16 && out_rows_fit_l1(ldb, OUT_NR / 2, 6)) {
+        j.out_nr = OUT_NR / 2;
+        j.out_direct = 1;
+    }
     if (b_trans && out_wins(M) && ctx->isa >= CPU_ISA_AVX512) {
         int64_t n_threads = cpu_pool_size(ctx->pool), nr = j.out_nr;
         j.nb = ((N + n_threads - 1) / n_threads + nr - 1) / nr * nr;
