@@ -346,13 +346,42 @@ ptm_status ptm_generate_process_logits(const struct ptm_generate_opts *o, const 
     return PTM_OK;
 }
 
+/* The first index of the row's maximum under '>' (so NaN never wins, and a NaN at 0 stays):
+ * a maximum kept in 16 independent lanes, which compilers vectorise, then a scan for its first
+ * equal. The one-pass loop reloaded s[best] every step: ~2% of batch-16 t5-small greedy decode
+ * (16 rows of 32128 a step; 1.0 -> 0.4 ns per element, gcc -O2). */
+PTM_API int64_t ptm__argmax(const float *s, int64_t n); /* exported for the test suite */
+
+int64_t ptm__argmax(const float *s, int64_t n)
+{
+    float top = s[0], lane[16];
+    if (top != top) {
+        return 0;
+    }
+    for (int l = 0; l < 16; l++) {
+        lane[l] = top;
+    }
+    int64_t i = 1;
+    for (; i + 16 <= n; i += 16) {
+        for (int l = 0; l < 16; l++) {
+            lane[l] = s[i + l] > lane[l] ? s[i + l] : lane[l];
+        }
+    }
+    for (; i < n; i++) {
+        top = s[i] > top ? s[i] : top;
+    }
+    for (int l = 0; l < 16; l++) {
+        top = lane[l] > top ? lane[l] : top;
+    }
+    for (i = 0; i < n && !(s[i] == top); i++) {
+    }
+    return i < n ? i : 0;
+}
+
 /* The next token of one processed row: argmax (first of equals, as torch), or a draw. */
 static int64_t choose(const struct ptm_generate_opts *o, float *s, int64_t vocab, struct rng *rng)
 {
-    int64_t best = 0;
-    for (int64_t i = 1; i < vocab; i++) {
-        best = s[i] > s[best] ? i : best;
-    }
+    int64_t best = ptm__argmax(s, vocab);
     if (!o->do_sample) {
         return best;
     }

@@ -608,3 +608,52 @@ Test(generate, sampling_returns_num_return_sequences_rows_per_prompt)
     ptm_free(again);
     ptm_model_free(m);
 }
+
+int64_t ptm__argmax(const float *s, int64_t n); /* exported by libptm for this test */
+
+/* Greedy picks as the old one-pass loop did (first maximum under '>', as torch): ties go to the
+ * first, NaN never wins unless it stands at 0, whatever the row length (vector body and tail). */
+static int64_t argmax_ref(const float *s, int64_t n)
+{
+    int64_t b = 0;
+    for (int64_t i = 1; i < n; i++) {
+        b = s[i] > s[b] ? i : b;
+    }
+    return b;
+}
+
+Test(generate, argmax_is_the_first_maximum_nan_never_wins)
+{
+    float s[64];
+    for (int64_t n = 1; n <= 64; n++) {
+        for (int64_t at = 0; at < n; at++) {
+            for (int64_t i = 0; i < n; i++) {
+                s[i] = (float)((i * 7) % 5) - 2.0f;
+            }
+            s[at] = 9.0f;
+            if (at + 3 < n) {
+                s[at + 3] = 9.0f; /* a later tie */
+            }
+            if (at > 1) {
+                s[at - 1] = NAN; /* before the maximum (index 0 is the case below) */
+            }
+            if (at + 1 < n) {
+                s[at + 1] = NAN;
+            }
+            cr_assert_eq(ptm__argmax(s, n), argmax_ref(s, n), "n=%lld at=%lld", (long long)n,
+                         (long long)at);
+            cr_assert_eq(ptm__argmax(s, n), at, "n=%lld at=%lld", (long long)n, (long long)at);
+        }
+    }
+    float z[20] = {-0.0f, 0.0f, -1.0f};
+    for (int i = 3; i < 20; i++) {
+        z[i] = -INFINITY;
+    }
+    cr_assert_eq(ptm__argmax(z, 20), 0, "-0 and +0 tie: the first");
+    z[0] = NAN;
+    cr_assert_eq(ptm__argmax(z, 20), argmax_ref(z, 20), "a NaN at 0 stays");
+    for (int i = 0; i < 20; i++) {
+        z[i] = -INFINITY;
+    }
+    cr_assert_eq(ptm__argmax(z, 20), 0, "all -inf: 0");
+}
