@@ -71,6 +71,19 @@ static float q8_src(ptm_dtype dt, const void *src, int64_t i)
     return dt == PTM_BF16 ? cpu_bf16_to_f32(h) : cpu_f16_to_f32(h);
 }
 
+/* The F16 block scale of weights whose largest magnitude is amax: amax / 127 rounded *up* to
+ * F16, so |x / d| <= 127 always holds; *d gets its value (not finite: the block is refused). */
+static uint16_t q8_scale(float amax, float *d)
+{
+    float want = amax / 127.0f;
+    uint16_t h = cpu_f32_to_f16(want);
+    if (cpu_f16_to_f32(h) < want) {
+        h++; /* the next F16 up: positive values order like their bits */
+    }
+    *d = cpu_f16_to_f32(h);
+    return h;
+}
+
 /* One row; returns -1 (block index in *bad) on a non-finite value or a scale past F16. */
 static int q8_quantize_row(int64_t k, ptm_dtype dt, const void *src, unsigned char *dst,
                            int64_t *bad)
@@ -87,12 +100,8 @@ static int q8_quantize_row(int64_t k, ptm_dtype dt, const void *src, unsigned ch
             }
             amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
         }
-        float want = amax / 127.0f;
-        uint16_t h = cpu_f32_to_f16(want);
-        if (cpu_f16_to_f32(h) < want) {
-            h++; /* the next F16 up: positive values order like their bits */
-        }
-        float dh = cpu_f16_to_f32(h);
+        float dh;
+        uint16_t h = q8_scale(amax, &dh);
         if (!isfinite(dh)) {
             *bad = b;
             return -1;
@@ -133,12 +142,8 @@ static CPU_VNNI int q8_quantize_row_512(int64_t k, ptm_dtype dt, const void *src
             *bad = b;
             return -1;
         }
-        float want = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)) / 127.0f;
-        uint16_t h = cpu_f32_to_f16(want);
-        if (cpu_f16_to_f32(h) < want) {
-            h++;
-        }
-        float dh = cpu_f16_to_f32(h);
+        float dh;
+        uint16_t h = q8_scale(_mm512_reduce_max_ps(_mm512_max_ps(a0, a1)), &dh);
         if (!isfinite(dh)) {
             *bad = b;
             return -1;
@@ -287,23 +292,9 @@ static void q8_act_row_scalar(const float *x, int64_t K, int8_t *q, float *d, in
 
 static CPU_VNNI void q8_act_row_512(const float *x, int64_t K, int8_t *q, float *d, int32_t *corr)
 {
-    const __m512 lim = _mm512_set1_ps(127.0f), nlim = _mm512_set1_ps(-127.0f);
     const __m512i ones = _mm512_set1_epi8(1);
     for (int64_t b = 0; b < K / QB; b++) {
-        __m512 x0 = _mm512_loadu_ps(x + b * QB), x1 = _mm512_loadu_ps(x + b * QB + 16);
-        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-        d[b] = amax / 127.0f;
-        __m512 vid = _mm512_set1_ps(id);
-        __m512 v0 = _mm512_roundscale_ps(_mm512_mul_ps(x0, vid), _MM_FROUND_TO_NEAREST_INT);
-        __m512 v1 = _mm512_roundscale_ps(_mm512_mul_ps(x1, vid), _MM_FROUND_TO_NEAREST_INT);
-        /* max_ps returns its second operand when one is NaN: NaN becomes -127, as in scalar. */
-        v0 = _mm512_min_ps(_mm512_max_ps(v0, nlim), lim);
-        v1 = _mm512_min_ps(_mm512_max_ps(v1, nlim), lim);
-        __m128i q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v0));
-        __m128i q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v1));
-        _mm_storeu_si128((__m128i *)(q + b * QB), q0);
-        _mm_storeu_si128((__m128i *)(q + b * QB + 16), q1);
+        d[b] = cpu_q8_act_block512(x + b * QB, q + b * QB);
     }
     int64_t l = 0;
     for (; l + 16 <= K / 4; l += 16) {

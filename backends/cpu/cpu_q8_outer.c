@@ -56,23 +56,12 @@ static CPU_VNNI void qo_pack_block(const struct qo_job *j, int64_t mb)
 {
     unsigned char *dst = j->pack + (size_t)mb * (size_t)j->nb * QO_BLK;
     memset(dst, 0, (size_t)j->nb * QO_BLK);
-    const __m512 lim = _mm512_set1_ps(127.0f), nlim = _mm512_set1_ps(-127.0f);
     for (int r = 0; r < QO_ROWS && mb * QO_ROWS + r < j->M; r++) {
         const float *x = j->A + (mb * QO_ROWS + r) * j->lda;
         for (int64_t b = 0; b < j->nb; b++) {
             unsigned char *blk = dst + (size_t)b * QO_BLK;
-            __m512 x0 = _mm512_loadu_ps(x + b * QB), x1 = _mm512_loadu_ps(x + b * QB + 16);
-            float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-            float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-            __m512 vid = _mm512_set1_ps(id);
-            __m512 v0 = _mm512_roundscale_ps(_mm512_mul_ps(x0, vid), _MM_FROUND_TO_NEAREST_INT);
-            __m512 v1 = _mm512_roundscale_ps(_mm512_mul_ps(x1, vid), _MM_FROUND_TO_NEAREST_INT);
-            /* max_ps returns its second operand when one is NaN: NaN becomes -127. */
-            __m512i q0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v0, nlim), lim));
-            __m512i q1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v1, nlim), lim));
             int8_t q[QB];
-            _mm_storeu_si128((__m128i *)q, _mm512_cvtsepi32_epi8(q0));
-            _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtsepi32_epi8(q1));
+            float d = cpu_q8_act_block512(x + b * QB, q);
             int32_t sum = 0;
             for (int g = 0; g < 8; g++) {
                 memcpy(blk + g * 64 + r * 4, q + 4 * g, 4);
@@ -80,7 +69,6 @@ static CPU_VNNI void qo_pack_block(const struct qo_job *j, int64_t mb)
             for (int i = 0; i < QB; i++) {
                 sum += q[i];
             }
-            float d = amax / 127.0f;
             int32_t corr = -128 * sum;
             memcpy(blk + 512 + r * 4, &d, 4);
             memcpy(blk + 576 + r * 4, &corr, 4);

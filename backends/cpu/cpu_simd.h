@@ -110,6 +110,25 @@ static inline CPU_AVX512 __m512 cpu_bf16x16_to_ps(__m256i h)
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* One block of 32 activations quantized as the Q8_0 product defines it (cpu_q8.c): ad = amax /
+ * 127, q = rint(x * 127 / amax) clamped to +-127 (NaN becomes -127, as max_ps returns its
+ * second operand); writes q[0..31], returns ad. The one copy of the rule both Q8_0 kernels
+ * (cpu_q8.c, cpu_q8_outer.c) use. */
+static inline CPU_AVX512 float cpu_q8_act_block512(const float *x, int8_t *q)
+{
+    const __m512 lim = _mm512_set1_ps(127.0f), nlim = _mm512_set1_ps(-127.0f);
+    __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    __m512 vid = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    __m512 v0 = _mm512_roundscale_ps(_mm512_mul_ps(x0, vid), _MM_FROUND_TO_NEAREST_INT);
+    __m512 v1 = _mm512_roundscale_ps(_mm512_mul_ps(x1, vid), _MM_FROUND_TO_NEAREST_INT);
+    v0 = _mm512_min_ps(_mm512_max_ps(v0, nlim), lim);
+    v1 = _mm512_min_ps(_mm512_max_ps(v1, nlim), lim);
+    _mm_storeu_si128((__m128i *)q, _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v0)));
+    _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v1)));
+    return amax / 127.0f;
+}
+
 /* ---- AVX2 + FMA: the same approximations on 8 lanes ---- */
 
 /* Lanes [0, n) set, n in 0..8: the mask for maskload/maskstore tails. */
