@@ -420,10 +420,12 @@ int main(int argc, char **argv)
         bench_gemm(&ctx, n_threads, cases[i], PTM_F32);
     }
     if (strstr("t5", only)) {
-        /* Batch-16 T5 decode: M = 16 against weights whose K strides alias in L1. */
-        const struct gemm_case t5[] = {{16, 512, 2048, CPU_ACT_NONE},
-                                       {16, 2048, 512, CPU_ACT_NONE},
-                                       {16, 512, 32128, CPU_ACT_NONE}};
+        /* Batch-16 T5 decode: M = 16 against weights whose K strides alias in L1; then its
+         * encoder, 16 x 32 source tokens. */
+        const struct gemm_case t5[] = {
+            {16, 512, 2048, CPU_ACT_NONE},  {16, 2048, 512, CPU_ACT_NONE},
+            {16, 512, 32128, CPU_ACT_NONE}, {512, 512, 512, CPU_ACT_NONE},
+            {512, 512, 2048, CPU_ACT_RELU}, {512, 2048, 512, CPU_ACT_NONE}};
         for (size_t i = 0; i < sizeof(t5) / sizeof(t5[0]); i++) {
             bench_gemm(&ctx, n_threads, t5[i], PTM_F32);
         }

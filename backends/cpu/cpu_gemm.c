@@ -724,14 +724,33 @@ static void widen_rows(void *arg, int64_t lo, int64_t hi)
 static void gemm_blas(const cpu_ctx *ctx, struct gemm_job *j)
 {
     int64_t n_threads = cpu_pool_size(ctx->pool);
-    /* Each sgemm call packs its B panel again, so tiles are few and tall: GEMM_TILES_PER_THREAD
-     * row blocks per thread (dynamic claiming evens out a slow thread), at least GEMM_MIN_MB
-     * rows, and whole rows of C up to GEMM_NB columns. */
+    /* GEMM_TILES_PER_THREAD tiles per thread (dynamic claiming evens out a slow thread), cut
+     * as rows x columns to pack the least: each sgemm call packs its own rows of A and columns
+     * of B, so a grid of tm x tn tiles packs B tm times and A tn times. Tall M (BERT, prefill)
+     * keeps whole rows of C; M = 512 against 2048 columns (the T5 encoder) cuts columns, which
+     * halves the packing (bench_cpu_kernels gemm). Blocks keep at least GEMM_MIN_MB rows and
+     * at most GEMM_NB columns. */
     int64_t tiles = GEMM_TILES_PER_THREAD * n_threads;
-    j->mb = (j->M + tiles - 1) / tiles;
-    j->mb = j->mb < GEMM_MIN_MB ? GEMM_MIN_MB : (j->mb + 15) / 16 * 16;
-    j->nb = j->N < GEMM_NB ? j->N : GEMM_NB;
-    j->n_mblocks = (j->M + j->mb - 1) / j->mb;
+    double best = 0.0;
+    for (int64_t tn = 1; tn <= tiles; tn++) {
+        if (tiles % tn != 0) {
+            continue;
+        }
+        int64_t mb = (j->M + tiles / tn - 1) / (tiles / tn);
+        mb = mb < GEMM_MIN_MB ? GEMM_MIN_MB : (mb + 15) / 16 * 16;
+        int64_t nb = (j->N + tn - 1) / tn;
+        nb = nb < GEMM_MIN_MB ? GEMM_MIN_MB : (nb + 15) / 16 * 16;
+        nb = nb < GEMM_NB ? nb : GEMM_NB;
+        nb = nb < j->N ? nb : j->N;
+        int64_t m_blocks = (j->M + mb - 1) / mb, n_blocks = (j->N + nb - 1) / nb;
+        double packed = (double)m_blocks * (double)j->N + (double)n_blocks * (double)j->M;
+        if (tn == 1 || packed < best) {
+            best = packed;
+            j->mb = mb;
+            j->nb = nb;
+            j->n_mblocks = m_blocks;
+        }
+    }
     int64_t n_tiles = j->n_mblocks * ((j->N + j->nb - 1) / j->nb);
     cpu_pool_run(ctx->pool, n_tiles, gemm_blas_task, j);
 }
