@@ -456,32 +456,6 @@ static float *out_scratch_get(size_t n)
     return s->p;
 }
 
-/* Transpose the 16x16 block r in registers: r[i] lane c becomes r[c] lane i. */
-static inline __attribute__((always_inline)) CPU_AVX512 void out_tr16(__m512 r[16])
-{
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
-        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-    }
-}
-
 /* at[k * W + m] = A[m, k] for m < M, zero for M <= m < W; 16x16 blocks at a time. */
 static CPU_AVX512 void out_pack_a(const struct gemm_job *j, int W, float *at)
 {
@@ -493,7 +467,7 @@ static CPU_AVX512 void out_pack_a(const struct gemm_job *j, int W, float *at)
                 int64_t m = g + i;
                 r[i] = m < j->M ? cpu_load512(j->A + m * j->lda + k0, kn) : _mm512_setzero_ps();
             }
-            out_tr16(r);
+            cpu_tr16_512(r);
             for (int64_t c = 0; c < kn; c++) {
                 _mm512_store_ps(at + (k0 + c) * W + g, r[c]);
             }
@@ -606,7 +580,7 @@ static CPU_AVX512 void out_store(const struct gemm_job *j, int W, int nr_max, co
                 r[i] =
                     q0 + i < nr_max ? _mm512_load_ps(ct + (q0 + i) * W + g) : _mm512_setzero_ps();
             }
-            out_tr16(r);
+            cpu_tr16_512(r);
             int64_t cols = nr - q0 < 16 ? nr - q0 : 16;
             for (int i = 0; i < 16 && g + i < j->M; i++) {
                 float *c = j->C + (g + i) * j->ldc + n + q0;
