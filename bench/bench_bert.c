@@ -8,7 +8,11 @@
  * case and peer; ratio > 1 means ptm is faster. Also prints ptm's achieved GFLOP/s beside OpenBLAS
  * sgemm on the model's largest GEMM shape, measured here, as the ceiling to compare with.
  *
- * usage: bench_bert [--model NAME] [--runs N] [--threads N] [--peer PATH|none]
+ * --quantize int8 loads ptm with int8 weights (ptm_load_opts.quantize) and sets it against the
+ * peers' own int8 forms: torch.ao dynamic quantization and ONNX Runtime's quantize_dynamic.
+ *
+ * usage: bench_bert [--model NAME] [--runs N] [--threads N] [--peer PATH|none] [--dtype D]
+ *                   [--quantize int8]
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -118,6 +122,7 @@ int main(int argc, char **argv)
 {
     const char *model = DEFAULT_MODEL, *peer_script = PTM_BENCH_DIR "/peer_bert.py";
     int runs = 7, threads = 0;
+    struct ptm_load_opts opts = {.struct_size = sizeof opts};
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) {
             model = argv[i + 1];
@@ -127,6 +132,10 @@ int main(int argc, char **argv)
             threads = atoi(argv[i + 1]);
         } else if (!strcmp(argv[i], "--peer")) {
             peer_script = argv[i + 1];
+        } else if (!strcmp(argv[i], "--dtype")) {
+            opts.dtype = argv[i + 1];
+        } else if (!strcmp(argv[i], "--quantize")) {
+            opts.quantize = argv[i + 1];
         }
     }
     if (threads <= 0) {
@@ -139,7 +148,7 @@ int main(int argc, char **argv)
     runs = runs < 1 ? 1 : runs > 64 ? 64 : runs;
 
     ptm_model *m = NULL;
-    if (ptm_model_load(model, NULL, &m) != PTM_OK) {
+    if (ptm_model_load(model, &opts, &m) != PTM_OK) {
         fprintf(stderr, "bench_bert: %s\n", ptm_last_error());
         return 1;
     }
@@ -155,6 +164,8 @@ int main(int argc, char **argv)
     if (!have_peer && strcmp(peer_script, "none") != 0) {
         fprintf(stderr, "bench_bert: peer %s did not start; ptm only\n", peer_script);
     }
+    int int8 = opts.quantize != NULL && strcmp(opts.quantize, "none") != 0;
+    const char *torch_name = int8 ? "torch_int8" : "torch", *ort_name = int8 ? "ort_int8" : "ort";
     static const int64_t cases[][2] = {{32, 128}, {1, 16}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         int64_t b = cases[ci][0], s = cases[ci][1];
@@ -165,29 +176,30 @@ int main(int argc, char **argv)
         double t_ptm[64], t_torch[64], t_ort[64];
         ptm_run(m, in); /* warm-up: page in weights, size the allocator */
         if (have_peer) {
-            peer_run(&p, "torch", b, s);
-            peer_run(&p, "ort", b, s);
+            peer_run(&p, torch_name, b, s);
+            peer_run(&p, ort_name, b, s);
         }
         for (int r = 0; r < runs; r++) {
             t_ptm[r] = ptm_run(m, in);
-            t_torch[r] = have_peer ? peer_run(&p, "torch", b, s) : 0;
-            t_ort[r] = have_peer ? peer_run(&p, "ort", b, s) : 0;
+            t_torch[r] = have_peer ? peer_run(&p, torch_name, b, s) : 0;
+            t_ort[r] = have_peer ? peer_run(&p, ort_name, b, s) : 0;
         }
         double mp = median(t_ptm, runs);
         double gf = forward_flops(&h, b, s) / (mp * 1e6);
         char name[64];
-        snprintf(name, sizeof name, "bert_minilm_b%lld_s%lld", (long long)b, (long long)s);
+        snprintf(name, sizeof name, "bert_minilm%s_b%lld_s%lld", int8 ? "_int8" : "", (long long)b,
+                 (long long)s);
         printf("bench=%s threads=%d ptm_ms=%.2f ptm_sent_per_s=%.1f ptm_gflops=%.1f "
                "blas_gflops=%.1f runs=%d\n",
                name, threads, mp, b * 1e3 / mp, gf,
                blas_gflops(b * s, h.inter, h.hidden, 3, threads), runs);
         if (have_peer) {
             double mt = median(t_torch, runs), mo = median(t_ort, runs);
-            printf("bench=%s threads=%d ptm_ms=%.2f peer=torch peer_ms=%.2f ratio=%.2f runs=%d\n",
-                   name, threads, mp, mt, mt / mp, runs);
-            printf("bench=%s threads=%d ptm_ms=%.2f peer=onnxruntime peer_ms=%.2f ratio=%.2f "
+            printf("bench=%s threads=%d ptm_ms=%.2f peer=%s peer_ms=%.2f ratio=%.2f runs=%d\n",
+                   name, threads, mp, torch_name, mt, mt / mp, runs);
+            printf("bench=%s threads=%d ptm_ms=%.2f peer=onnxruntime%s peer_ms=%.2f ratio=%.2f "
                    "runs=%d\n",
-                   name, threads, mp, mo, mo / mp, runs);
+                   name, threads, mp, int8 ? "_int8" : "", mo, mo / mp, runs);
         }
         fflush(stdout);
         ptm_tensor_map_free(in);

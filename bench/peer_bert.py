@@ -3,10 +3,13 @@
 model exported from the same weights), kept loaded in one child process so the C benchmark
 can interleave repetitions with ptm's.
 
-Protocol (one line each way): the parent writes "torch B S" or "ort B S"; this process runs
-one timed forward pass on the same inputs bench_bert.c builds and answers "ms <float>".
-"quit" ends it. Usage: peer_bert.py MODEL_DIR THREADS
+Protocol (one line each way): the parent writes "torch B S" or "ort B S" (or "torch_int8",
+"ort_int8": the same models with int8 weights, made on first use by each engine's own
+dynamic quantization of every Linear / MatMul, activations quantized at run time); this
+process runs one timed forward pass on the same inputs bench_bert.c builds and answers
+"ms <float>". "quit" ends it. Usage: peer_bert.py MODEL_DIR THREADS
 """
+import logging
 import os
 import sys
 import tempfile
@@ -44,6 +47,18 @@ class Wrapped(torch.nn.Module):
                           token_type_ids=token_type_ids).last_hidden_state
 
 
+def int8_model(peer, model, onnx_path, so):
+    """torch_int8: torch.ao dynamic quantization of the Linear layers (qint8 weights, fbgemm).
+    ort_int8: onnxruntime.quantization.quantize_dynamic of the exported model (QInt8 weights)."""
+    if peer == "torch_int8":
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process, on every call
+    q_path = onnx_path[:-len(".onnx")] + ".int8.onnx"
+    quantize_dynamic(onnx_path, q_path, weight_type=QuantType.QInt8)
+    return ort.InferenceSession(q_path, so, providers=["CPUExecutionProvider"])
+
+
 def main():
     model_dir, threads = sys.argv[1], int(sys.argv[2])
     torch.set_num_threads(threads)
@@ -64,6 +79,7 @@ def main():
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    models = {"torch": model, "ort": sess}
     cache = {}
     print("ready", flush=True)
     for line in sys.stdin:
@@ -71,19 +87,21 @@ def main():
         if not parts or parts[0] == "quit":
             break
         peer, b, s = parts[0], int(parts[1]), int(parts[2])
+        if peer not in models:
+            models[peer] = int8_model(peer, model, onnx_path, so)
         if (b, s) not in cache:
             cache[(b, s)] = inputs(b, s, vocab)
         ids, mask, types = cache[(b, s)]
-        if peer == "torch":
+        if peer.startswith("torch"):
             t = [torch.from_numpy(x) for x in (ids, mask, types)]
             with torch.inference_mode():
                 t0 = time.perf_counter()
-                model(input_ids=t[0], attention_mask=t[1], token_type_ids=t[2])
+                models[peer](input_ids=t[0], attention_mask=t[1], token_type_ids=t[2])
                 dt = time.perf_counter() - t0
         else:
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
             t0 = time.perf_counter()
-            sess.run(None, feed)
+            models[peer].run(None, feed)
             dt = time.perf_counter() - t0
         print(f"ms {dt * 1e3:.4f}", flush=True)
 

@@ -2,8 +2,8 @@
  * test_embed.c - sentence embeddings on the real all-MiniLM-L6-v2 (the default model, put in
  * the Hugging Face cache by scripts/fetch-default-model): for every sentence of
  * tests/fixtures/minilm/sentences.txt, ptm's vector must have cosine >= 0.9999 with the one
- * sentence-transformers computed (tools/make_minilm_reference.py), and the token ids must be
- * the reference tokenizer's exactly.
+ * sentence-transformers computed (tools/make_minilm_reference.py), >= 0.995 with int8 weights,
+ * and the token ids must be the reference tokenizer's exactly.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -38,10 +38,11 @@ static size_t read_sentences(char ***out)
     return n;
 }
 
-static ptm_embedder *load_or_skip(void)
+static ptm_embedder *load_or_skip(const char *quantize)
 {
     ptm_embedder *e = NULL;
-    ptm_status st = ptm_embedder_load(MODEL, NULL, &e);
+    struct ptm_load_opts o = {.struct_size = sizeof o, .quantize = quantize};
+    ptm_status st = ptm_embedder_load(MODEL, &o, &e);
     if (st == PTM_E_NOT_FOUND) {
         cr_skip_test("%s is not in the Hugging Face cache (run scripts/fetch-default-model): %s",
                      MODEL, ptm_last_error());
@@ -50,9 +51,10 @@ static ptm_embedder *load_or_skip(void)
     return e;
 }
 
-Test(embed, real_minilm_matches_sentence_transformers)
+/* Every sentence's vector against sentence-transformers' at cosine >= tol; the lowest is logged. */
+static void check_reference(const char *quantize, double tol)
 {
-    ptm_embedder *e = load_or_skip();
+    ptm_embedder *e = load_or_skip(quantize);
     cr_assert_eq(ptm_embedder_dim(e), 384);
     cr_assert_str_eq(ptm_embedder_pooling(e), "mean");
     cr_assert_eq(ptm_embedder_normalizes(e), 1);
@@ -77,11 +79,11 @@ Test(embed, real_minilm_matches_sentence_transformers)
             nb += (double)w[i * 384 + k] * w[i * 384 + k];
         }
         double cos = dot / sqrt(na * nb);
-        cr_expect(cos >= PTM_TOL_COSINE, "sentence %zu: cosine %.6f < %.4f: \"%s\"", i, cos,
-                  PTM_TOL_COSINE, sents[i]);
+        cr_expect(cos >= tol, "%s: sentence %zu: cosine %.6f < %.4f: \"%s\"", quantize, i, cos, tol,
+                  sents[i]);
         worst = cos < worst ? cos : worst;
     }
-    cr_log_info("%zu sentences, lowest cosine %.7f", n, worst);
+    cr_log_info("%s: %zu sentences, lowest cosine %.7f", quantize, n, worst);
     ptm_st_close(ref);
     for (size_t i = 0; i < n; i++) {
         free(sents[i]);
@@ -91,10 +93,21 @@ Test(embed, real_minilm_matches_sentence_transformers)
     ptm_embedder_free(e);
 }
 
+Test(embed, real_minilm_matches_sentence_transformers)
+{
+    check_reference("none", PTM_TOL_COSINE);
+}
+
+/* int8 (Q8_0 weights, activations quantized per block of 32): the speed mode of bench_bert. */
+Test(embed, real_minilm_int8_stays_close_to_sentence_transformers)
+{
+    check_reference("int8", PTM_TOL_COSINE_INT8);
+}
+
 Test(embed, real_minilm_tokenizes_like_the_reference)
 {
     ptm_model *m = NULL;
-    ptm_embedder *e = load_or_skip();
+    ptm_embedder *e = load_or_skip("none");
     ptm_embedder_free(e);
     cr_assert_eq(ptm_model_load(MODEL, NULL, &m), PTM_OK, "%s", ptm_last_error());
     ptm_tokenizer *tok = NULL;
