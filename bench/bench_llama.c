@@ -14,12 +14,13 @@
  * (two-thread streaming read of a 1 GiB buffer, best of several), and ptm's peak RSS (VmHWM)
  * against its weights plus KV cache.
  *
- * Variants: bf16 and f16 (exact: weights widened to F32), bf16dot (the same BF16 weights with
- * PTM_CPU_BF16_DOT=1: prefill-sized matmuls round activations to BF16 for vdpbf16ps, as
- * llama.cpp rounds them to F16 for its F16 weights), int8 (Q8_0 quantized on load).
+ * Variants: bf16 and f16 (exact: weights widened to F32), bf16dot and f16dot (the same weights
+ * with PTM_CPU_BF16_DOT=1: prefill-sized matmuls round activations, and F16 weights, to BF16 for
+ * vdpbf16ps, as llama.cpp rounds activations to F16 for its F16 weights), int8 (Q8_0 quantized
+ * on load).
  *
  * usage: bench_llama [--runs N] [--threads N] [--prompt N] [--gen N]
- *                    [--only bf16,bf16dot,f16,int8]
+ *                    [--only bf16,bf16dot,f16,f16dot,int8]
  *                    [--models DIR] [--peers DIR|none]
  */
 #include <pthread.h>
@@ -299,17 +300,23 @@ static void table(const struct variant *vs, struct result *rs, const int *on, in
         printf("%-7s %7.2f %s %7.2f %s %8.2f %6.1f%% %9.2f %9.3f\n", vs[i].name, pf, pre, dc, dec,
                gbs, 100 * gbs / bw, peer_gbs, r->peak_rss / (r->weight_bytes + r->kv_bytes));
     }
-    printf("DRAM read bandwidth measured here: %.2f GB/s. llama: llama.cpp on GGUF F16 (bf16, "
-           "bf16dot, f16 rows) and Q8_0 (int8). bf16dot: PTM_CPU_BF16_DOT=1. x > 1: ptm faster. "
-           "budget: weights + KV cache.\n",
-           bw);
+    printf(
+        "DRAM read bandwidth measured here: %.2f GB/s. llama: llama.cpp on GGUF F16 (bf16, "
+        "bf16dot, f16, f16dot rows) and Q8_0 (int8). *dot: PTM_CPU_BF16_DOT=1. x > 1: ptm faster. "
+        "budget: weights + KV cache.\n",
+        bw);
 }
 
 static void parse_args(int argc, char **argv, struct args *a)
 {
-    *a = (struct args){
-        3,   0, 512, 128, "bf16,bf16dot,f16,int8", PTM_BENCH_DIR "/models", PTM_BENCH_DIR "/peers",
-        NULL};
+    *a = (struct args){3,
+                       0,
+                       512,
+                       128,
+                       "bf16,bf16dot,f16,f16dot,int8",
+                       PTM_BENCH_DIR "/models",
+                       PTM_BENCH_DIR "/peers",
+                       NULL};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *val = argv[i + 1];
         if (!strcmp(k, "--runs")) {
@@ -460,7 +467,7 @@ static int bench_once(const struct variant *v, const struct args *a, const char 
     return 0;
 }
 
-#define N_VARIANTS 4
+#define N_VARIANTS 5
 
 int main(int argc, char **argv)
 {
@@ -468,6 +475,7 @@ int main(int argc, char **argv)
         {"bf16", "llama-1b-bf16", "llama-1b-f16.gguf", 0, 0},
         {"bf16dot", "llama-1b-bf16", "llama-1b-f16.gguf", 0, 1},
         {"f16", "llama-1b-f16", "llama-1b-f16.gguf", 0, 0},
+        {"f16dot", "llama-1b-f16", "llama-1b-f16.gguf", 0, 1},
         {"int8", "llama-1b-bf16", "llama-1b-q8_0.gguf", 1, 0},
     };
     static struct result res[N_VARIANTS];

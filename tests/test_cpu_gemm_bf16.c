@@ -1,8 +1,9 @@
 /*
  * test_cpu_gemm_bf16.c - the vdpbf16ps prefill GEMM (backends/cpu/cpu_gemm_bf16.c) against a
- * double-precision reference on the BF16 weights and the BF16-rounded activations (the kernel's
- * exact inputs), over row tails (M not a multiple of 8), column tails (N not a multiple of the
- * 48-column panel), odd K, strided operands and accumulation into C.
+ * double-precision reference on the BF16 weights (or the F16 weights rounded to BF16) and the
+ * BF16-rounded activations (the kernel's exact inputs), over row tails (M not a multiple of 8),
+ * column tails (N not a multiple of the 48-column panel), odd K, strided operands and
+ * accumulation into C.
  *
  * Tolerance: |err| <= 1e-5 * sum_k |a_k b_k| + 1e-6, as test_cpu_gemm: the products of BF16
  * values are exact in F32 and only the F32 accumulation order differs from the reference.
@@ -11,16 +12,19 @@
 
 #include <string.h>
 
-static void run(cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, int acc)
+static void run(cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, int acc, ptm_dtype dt)
 {
     int64_t lda = K + 1, ldb = K + 3, ldc = N + 5;
     float *A = test_randn(M * lda, -1.0f, 1.0f), *B = test_randn(N * ldb, -1.0f, 1.0f);
     float *C = test_randn(M * ldc, -1.0f, 1.0f), *C0 = malloc((size_t)(M * ldc) * 4);
     uint16_t *h = malloc((size_t)((M * lda > N * ldb ? M * lda : N * ldb)) * 2);
     memcpy(C0, C, (size_t)(M * ldc) * 4);
+    cr_assert_eq(cpu_convert(ctx, N * ldb, B, PTM_F32, h, dt), PTM_OK);
+    cr_assert_eq(cpu_convert(ctx, N * ldb, h, dt, B, PTM_F32), PTM_OK);
+    cr_assert_eq(cpu_gemm_bf16(ctx, M, N, K, A, lda, h, dt, ldb, C, ldc, acc, NULL, NULL), 1);
+    /* The weights the kernel multiplies: F16 rounded to BF16 (a no-op for BF16). */
     cr_assert_eq(cpu_convert(ctx, N * ldb, B, PTM_F32, h, PTM_BF16), PTM_OK);
     cr_assert_eq(cpu_convert(ctx, N * ldb, h, PTM_BF16, B, PTM_F32), PTM_OK);
-    cr_assert_eq(cpu_gemm_bf16(ctx, M, N, K, A, lda, h, ldb, C, ldc, acc, NULL, NULL), 1);
     cr_assert_eq(cpu_convert(ctx, M * lda, A, PTM_F32, h, PTM_BF16), PTM_OK);
     cr_assert_eq(cpu_convert(ctx, M * lda, h, PTM_BF16, A, PTM_F32), PTM_OK);
     for (int64_t i = 0; i < M; i++) {
@@ -54,16 +58,20 @@ Test(cpu_gemm_bf16, matches_reference_on_row_column_and_k_tails)
     const int64_t shapes[][3] = {{1, 1, 2},    {8, 48, 64},    {9, 49, 65},
                                  {33, 97, 71}, {70, 150, 300}, {13, 5, 1031}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        run(&ctx, shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2));
+        run(&ctx, shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2), PTM_BF16);
+        run(&ctx, shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2), PTM_F16);
     }
     test_ctx_free(&ctx);
 }
 
-Test(cpu_gemm_bf16, declines_without_the_isa)
+Test(cpu_gemm_bf16, declines_without_the_isa_or_for_other_weights)
 {
     cpu_ctx ctx = test_ctx(CPU_ISA_SCALAR);
     float a[4] = {0}, c[1] = {0};
     uint16_t b[4] = {0};
-    cr_assert_eq(cpu_gemm_bf16(&ctx, 1, 1, 4, a, 4, b, 4, c, 1, 0, NULL, NULL), 0);
+    cr_assert_eq(cpu_gemm_bf16(&ctx, 1, 1, 4, a, 4, b, PTM_BF16, 4, c, 1, 0, NULL, NULL), 0);
+    test_ctx_free(&ctx);
+    ctx = test_ctx(cpu_isa_best());
+    cr_assert_eq(cpu_gemm_bf16(&ctx, 1, 1, 4, a, 4, b, PTM_F32, 4, c, 1, 0, NULL, NULL), 0);
     test_ctx_free(&ctx);
 }

@@ -165,6 +165,15 @@ Test(llama, bf16_dot_prefill_stays_within_bf16_tolerance)
                 e, PTM_TOL_F32, PTM_TOL_BF16);
 }
 
+/* F16 weights take the same opt-in path, rounded to BF16 as they are packed (Zen 4 has no F16
+ * dot product): within the BF16 tolerance too. */
+Test(llama, bf16_dot_prefill_on_f16_weights_stays_within_bf16_tolerance)
+{
+    cr_assert_eq(setenv("PTM_CPU_BF16_DOT", "1", 1), 0);
+    double e = check_logits_tol(FIXTURE("llama-tiny-bf16"), "float16", PTM_TOL_BF16);
+    cr_log_info("llama-tiny-bf16 as float16 with PTM_CPU_BF16_DOT=1: max abs error %.3g", e);
+}
+
 /* Prefill of the first n tokens through a cache, then the rest: the same logits as one pass
  * without a cache (rows without padding, so every position is compared). */
 Test(llama, cache_in_two_chunks_equals_one_pass)

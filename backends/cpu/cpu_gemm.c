@@ -820,8 +820,9 @@ ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const f
         cpu_pool_run(ctx->pool, (N + j.nb - 1) / j.nb, gemm_small_task, &j);
         return PTM_OK;
     }
-    if (b_dtype == PTM_BF16 && b_trans && ctx->bf16_dot &&
-        cpu_gemm_bf16(ctx, M, N, K, A, lda, B, ldb, C, ldc, j.accumulate, gemm_epilogue_cols, &j)) {
+    if ((b_dtype == PTM_BF16 || b_dtype == PTM_F16) && b_trans && ctx->bf16_dot &&
+        cpu_gemm_bf16(ctx, M, N, K, A, lda, B, b_dtype, ldb, C, ldc, j.accumulate,
+                      gemm_epilogue_cols, &j)) {
         return PTM_OK;
     }
     if (b_dtype != PTM_F32) {

@@ -1,7 +1,8 @@
 /*
  * cpu_gemm_bf16.c - the prefill GEMM for BF16 weights on AVX512-BF16: C[M, N] (+)= A[M, K] .
  * B^T with B [N, K] BF16 rows (nn.Linear layout) and A F32, on vdpbf16ps, which multiplies
- * BF16 pairs into F32 at twice the F32 FMA rate on Zen 4.
+ * BF16 pairs into F32 at twice the F32 FMA rate on Zen 4. F16 weights take the same path,
+ * rounded to BF16 (nearest even) as their panel is packed: Zen 4 has no F16 dot product.
  *
  * A is rounded to BF16 once per call (round to nearest even, K padded to even with a zero) into
  * the caller's scratch, as PyTorch does for a bf16 model, whose activations are bf16; the
@@ -26,6 +27,7 @@ struct gb_job {
     const uint32_t *a;   /* A as BF16 pairs, M rows of kp words */
     uint32_t *panels;    /* one packed panel per pool thread, by thread index */
     const uint16_t *B;
+    int f16; /* B holds F16, rounded to BF16 when packed */
     int64_t ldb;
     float *C;
     int64_t ldc;
@@ -66,6 +68,24 @@ static void gb_convert_task(void *arg, int64_t lo, int64_t hi)
     gb_convert_rows(c->A + lo * c->lda, c->lda, hi - lo, c->K, c->kp, c->out + lo * c->kp);
 }
 
+/* An F16 row of K elements as kp BF16 pairs into panel column q (stride GB_NC words); the odd
+ * tail element pairs with zero, as in gb_convert_rows. */
+static CPU_AVX512BF16 void gb_pack_f16(const uint16_t *row, int64_t K, int64_t kp, uint32_t *col)
+{
+    for (int64_t k = 0; k < 2 * kp; k += 32) {
+        int64_t n = K - k < 32 ? K - k : 32;
+        __m512i h = _mm512_maskz_loadu_epi16((__mmask32)(n >= 32 ? ~0u : (1u << n) - 1u), row + k);
+        __m512 x0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+        __m512 x1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+        uint32_t w[16];
+        _mm512_storeu_si512((void *)w, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+        int64_t words = kp - k / 2 < 16 ? kp - k / 2 : 16;
+        for (int64_t i = 0; i < words; i++) {
+            col[(k / 2 + i) * GB_NC] = w[i];
+        }
+    }
+}
+
 /* Columns [n0, n0 + nc) of B into panel[p * GB_NC + q] (pair p of column q); the rest zero. */
 static void gb_pack(const struct gb_job *j, int64_t n0, int64_t nc, uint32_t *panel)
 {
@@ -77,6 +97,10 @@ static void gb_pack(const struct gb_job *j, int64_t n0, int64_t nc, uint32_t *pa
             continue;
         }
         const uint16_t *row = j->B + (n0 + q) * j->ldb;
+        if (j->f16) {
+            gb_pack_f16(row, j->K, j->kp, panel + q);
+            continue;
+        }
         for (int64_t p = 0; p < j->K / 2; p++) {
             panel[p * GB_NC + q] = (uint32_t)row[2 * p] | (uint32_t)row[2 * p + 1] << 16;
         }
@@ -171,13 +195,15 @@ static void gb_task(void *ctx, int64_t task, int32_t thread)
 }
 
 int cpu_gemm_bf16(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                  const void *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
-                  cpu_cols_fn epi, void *epi_arg)
+                  const void *B, ptm_dtype b_dtype, int64_t ldb, float *C, int64_t ldc,
+                  int accumulate, cpu_cols_fn epi, void *epi_arg)
 {
-    if (ctx->isa < CPU_ISA_AVX512 || !cpu_isa_has_bf16() || K < 2) {
+    if (ctx->isa < CPU_ISA_AVX512 || !cpu_isa_has_bf16() || K < 2 ||
+        (b_dtype != PTM_BF16 && b_dtype != PTM_F16)) {
         return 0;
     }
-    struct gb_job j = {M, N, K, (K + 1) / 2, NULL, NULL, B, ldb, C, ldc, accumulate, epi, epi_arg};
+    struct gb_job j = {M,   N, K,   (K + 1) / 2, NULL, NULL,   B, b_dtype == PTM_F16,
+                       ldb, C, ldc, accumulate,  epi,  epi_arg};
     /* The caller's scratch holds A's pairs, then one panel per pool thread. */
     size_t a_words = ((size_t)M * (size_t)j.kp + 15) / 16 * 16;
     size_t panel_words = (size_t)j.kp * GB_NC;

@@ -89,8 +89,9 @@ const char *cpu_isa_name(int32_t isa);
 typedef struct cpu_ctx {
     cpu_pool *pool; /* NULL: run on the calling thread */
     int32_t isa;    /* CPU_ISA_*, at most cpu_isa_best() */
-    /* Nonzero: large-M GEMMs on BF16 weights round the activations to BF16 and run
-     * cpu_gemm_bf16 (PTM_CPU_BF16_DOT=1); zero keeps them exact F32 (the golden contract). */
+    /* Nonzero: large-M GEMMs on BF16 or F16 weights round the activations (and F16 weights) to
+     * BF16 and run cpu_gemm_bf16 (PTM_CPU_BF16_DOT=1); zero keeps them exact F32 (the golden
+     * contract). */
     int32_t bf16_dot;
 } cpu_ctx;
 
@@ -143,9 +144,9 @@ struct cpu_epilogue {
  * b_dtype: PTM_F32, PTM_BF16, PTM_F16 or PTM_Q8_0 (others: PTM_E_UNSUPPORTED). PTM_Q8_0 needs
  * b_trans and ldb == K and runs cpu_q8_outer_gemm (M >= 12 with VNNI) or else cpu_q8_gemm.
  * M <= 4 with b_trans on AVX-512 runs cpu_gemv (the decode path). With ctx->bf16_dot, BF16
- * weights with b_trans that reach the large-M path run cpu_gemm_bf16 where the CPU has
- * AVX512-BF16: there, and only there, activations are rounded to BF16 (as a bf16 model
- * computes in PyTorch). Otherwise half-precision weights are
+ * and F16 weights with b_trans that reach the large-M path run cpu_gemm_bf16 where the CPU has
+ * AVX512-BF16: there, and only there, activations (and F16 weights) are rounded to BF16 (as a
+ * bf16 model computes in PyTorch). Otherwise half-precision weights are
  * widened to F32 (in registers for small M on AVX-512, per K chunk or whole matrix otherwise)
  * and multiplied in F32, so results equal the F32 GEMM on the widened weights up to summation
  * order; activations are never rounded to BF16. M < 32 with b_trans uses the built-in
@@ -186,17 +187,18 @@ int cpu_gemv(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A
              const void *B, ptm_dtype b_dtype, int64_t ldb, float *C, int64_t ldc, int accumulate,
              int mode, cpu_cols_fn epi, void *epi_arg);
 
-/* ---- prefill GEMM for BF16 weights (cpu_gemm_bf16.c) ---- */
+/* ---- prefill GEMM for BF16 and F16 weights (cpu_gemm_bf16.c) ---- */
 
 /*
- * cpu_gemm_bf16 - C[M, N] (+)= A[M, K] . B^T with B [N, K] BF16 rows (row stride ldb elements)
- * on vdpbf16ps: A is rounded to BF16 once (as a bf16 model's activations are), products
- * accumulate in F32. epi (may be NULL) runs per finished column panel. Returns 0 without
- * touching C when it cannot run (no AVX512-BF16, isa below AVX-512, K < 2, no scratch).
+ * cpu_gemm_bf16 - C[M, N] (+)= A[M, K] . B^T with B [N, K] BF16 or F16 rows (b_dtype, row
+ * stride ldb elements) on vdpbf16ps: A is rounded to BF16 once (as a bf16 model's activations
+ * are), F16 weights are rounded to BF16 as they are packed, products accumulate in F32. epi (may
+ * be NULL) runs per finished column panel. Returns 0 without touching C when it cannot run (no
+ * AVX512-BF16, isa below AVX-512, K < 2, another dtype, no scratch).
  */
 int cpu_gemm_bf16(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                  const void *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
-                  cpu_cols_fn epi, void *epi_arg);
+                  const void *B, ptm_dtype b_dtype, int64_t ldb, float *C, int64_t ldc,
+                  int accumulate, cpu_cols_fn epi, void *epi_arg);
 
 /* ---- int8 block-quantized weights, PTM_Q8_0 (cpu_q8.c) ---- */
 
