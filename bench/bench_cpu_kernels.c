@@ -15,9 +15,12 @@
  * weight byte comes from cache, printing the weight bytes read per second and their share of
  * the measured read bandwidth; the peer is OpenBLAS sgemv on the F32 weights. "prefill": M = 512
  * on the same MLP shapes in F32, BF16 (widened; and vdpbf16ps, the opt-in bf16_dot) and Q8_0,
- * against OpenBLAS sgemm on the F32 weights.
+ * against OpenBLAS sgemm on the F32 weights. "peak": the F32 FMA ceiling of the pool's threads
+ * (independent zmm FMAs, no memory), the bound any F32 GEMM or forward pass is measured against.
+ * The first argument picks a case by name; none runs them all.
  */
 #include "cpu_kernels.h"
+#include "cpu_simd.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -193,6 +196,48 @@ static void stream_task(void *ctx, int64_t task, int32_t thread)
         d += s->p[i + 3];
     }
     s->sum[task & 63] = a + b + c + d;
+}
+
+/* ---- F32 FMA peak ---- */
+
+#define PEAK_ITERS 50000000 /* per thread: 12 independent zmm FMAs each, ~0.2 s on Zen 4 */
+
+/* Twelve independent accumulators: enough FMAs in flight to cover their latency, so the loop
+ * runs at the FMA units' throughput. */
+static CPU_AVX512 void peak_task(void *ctx, int64_t task, int32_t thread)
+{
+    (void)task;
+    (void)thread;
+    __m512 acc[12], b = _mm512_set1_ps(1.0000001f), c = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) {
+        acc[i] = _mm512_set1_ps((float)i);
+    }
+    for (long it = 0; it < PEAK_ITERS; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) {
+            acc[i] = _mm512_fmadd_ps(acc[i], b, c);
+        }
+    }
+    float s = 0.0f;
+    for (int i = 0; i < 12; i++) {
+        s += _mm512_reduce_add_ps(acc[i]);
+    }
+    *(volatile float *)ctx = s;
+}
+
+/* The machine's F32 FMA ceiling with the pool's threads: what no GEMM can pass (median of 3). */
+static void bench_peak(const cpu_ctx *ctx, int n_threads)
+{
+    volatile float sink = 0.0f;
+    double t[3];
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_ms();
+        cpu_pool_run(ctx->pool, n_threads, peak_task, (void *)&sink);
+        t[r] = now_ms() - t0;
+    }
+    double ms = median(t, 3);
+    printf("bench=fma_peak_f32 threads=%d ms=%.1f gflops=%.1f runs=3\n", n_threads, ms,
+           (double)n_threads * PEAK_ITERS * 12 * 32 / (ms * 1e6));
 }
 
 /* GB/s of a streaming read of 1 GiB split across the pool (median of RUNS). */
@@ -434,6 +479,9 @@ int main(int argc, char **argv)
         bench_gemm(&ctx, n_threads, (struct gemm_case){4096, 384, 1536, CPU_ACT_GELU}, PTM_BF16);
         bench_gemm(&ctx, n_threads, (struct gemm_case){1, 4096, 4096, CPU_ACT_NONE}, PTM_BF16);
         bench_gemm(&ctx, n_threads, (struct gemm_case){1, 4096, 4096, CPU_ACT_NONE}, PTM_F32);
+    }
+    if (strstr("peak", only) && ctx.isa >= CPU_ISA_AVX512) {
+        bench_peak(&ctx, n_threads);
     }
     if (strstr("decode", only)) {
         bench_decode(&ctx, n_threads);
