@@ -3,11 +3,11 @@
  * key padding mask, causal mask with a KV-cache offset, and an additive per-head bias (T5).
  *
  * One task is one (batch, head, block of ATTN_QB queries). A task copies the keys it can see
- * into a transposed [D, keys] scratch, so the scores of 4 queries against 32 keys (16 on AVX2)
- * are D steps of shared Kt loads and broadcast-FMAs; a block of at most ATTN_ROWS_MAX_Q queries
- * (decode) would not repay the transpose and takes dot products with K's rows in place. Then
- * per query an exact two-pass softmax (max, exp-sum), and the 4 queries' weighted sums of V
- * rows in one pass over V. Scratch per
+ * into a transposed [D, keys] scratch, so the scores of ATTN_GQ (8) queries against 32 keys (4
+ * against 16 on AVX2) are D steps of shared Kt loads and broadcast-FMAs; a block of at most
+ * ATTN_ROWS_MAX_Q queries (decode) would not repay the transpose and takes dot products with
+ * K's rows in place. Then per query an exact two-pass softmax (max, exp-sum), and the group's
+ * weighted sums of V rows in one pass over V. Scratch per
  * thread is O(D * Sk); the B x H x Sq x Sk score tensor never exists. Masked and causally
  * hidden keys get weight exactly 0; a row that sees no key at all outputs zeros rather than
  * HF's uniform average over masked keys. AVX-512 and AVX2 share the algorithm; the scalar path
@@ -25,13 +25,14 @@
 #define ATTN_QB         128
 #define ATTN_MAX_SIMD_D 128 /* wider heads take the scalar path */
 #define ATTN_ROWS_MAX_Q 4   /* blocks of at most this many queries skip the K transpose */
+#define ATTN_GQ         8   /* queries scored together on AVX-512 (4 on AVX2): 16 accumulators */
 
 struct attn_job {
     const struct cpu_attention *a;
     int32_t isa;
     int64_t n_qblocks;
     int64_t sk_pad;  /* Sk rounded up to 32 */
-    float **scratch; /* per thread: Kt [D][sk_pad], scores [4][sk_pad], mask [sk_pad] */
+    float **scratch; /* per thread: Kt [D][sk_pad], scores [ATTN_GQ][sk_pad], mask [sk_pad] */
 };
 
 /* Keys [0, kend) of query i: kend = Sk, or the causal limit. */
@@ -100,21 +101,25 @@ static void attn_query_scalar(const struct cpu_attention *a, int64_t b, int64_t 
     }
 }
 
-/* Kt[d * ld + j] = K[j][d] for j < kn, zero up to kn rounded to 32. */
+/* Kt[d * ld + j] = K[j][d] for j < kn, zero up to kn rounded to 32: 16 keys by 16 dims at a
+ * time through a register transpose (a gather per dim cost 12% of BERT's attention). */
 static CPU_AVX512 void attn_transpose_k(const struct cpu_attention *a, int64_t b, int64_t hk,
                                         int64_t kn, float *kt, int64_t ld)
 {
     int64_t kn32 = (kn + 31) / 32 * 32;
+    const float *base = a->k + b * a->k_bs + hk * a->k_hs;
     for (int64_t j0 = 0; j0 < kn32; j0 += 16) {
-        int64_t cnt = kn - j0 < 16 ? (kn - j0 > 0 ? kn - j0 : 0) : 16;
-        __mmask16 m = (__mmask16)((1u << cnt) - 1u);
-        __m512i idx = _mm512_mullo_epi32(
-            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-            _mm512_set1_epi32((int)a->k_ss));
-        const float *base = a->k + b * a->k_bs + j0 * a->k_ss + hk * a->k_hs;
-        for (int64_t d = 0; d < a->D; d++) {
-            __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base + d, 4);
-            _mm512_storeu_ps(kt + d * ld + j0, v);
+        for (int64_t d0 = 0; d0 < a->D; d0 += 16) {
+            int64_t nd = a->D - d0 < 16 ? a->D - d0 : 16;
+            __m512 r[16];
+            for (int64_t i = 0; i < 16; i++) {
+                r[i] = j0 + i < kn ? cpu_load512(base + (j0 + i) * a->k_ss + d0, nd)
+                                   : _mm512_setzero_ps();
+            }
+            cpu_tr16_512(r);
+            for (int64_t c = 0; c < nd; c++) {
+                _mm512_storeu_ps(kt + (d0 + c) * ld + j0, r[c]);
+            }
         }
     }
 }
@@ -127,8 +132,8 @@ attn_scores_512(const int NQ, int64_t D, const float *const *q, const float *kt,
                 int64_t kn, float *s)
 {
     for (int64_t j0 = 0; j0 < kn; j0 += 32) {
-        __m512 acc[4][2];
-#pragma GCC unroll 4
+        __m512 acc[ATTN_GQ][2];
+#pragma GCC unroll 8
         for (int r = 0; r < NQ; r++) {
             acc[r][0] = _mm512_setzero_ps();
             acc[r][1] = _mm512_setzero_ps();
@@ -136,14 +141,14 @@ attn_scores_512(const int NQ, int64_t D, const float *const *q, const float *kt,
         for (int64_t d = 0; d < D; d++) {
             __m512 k0 = _mm512_loadu_ps(kt + d * ld + j0);
             __m512 k1 = _mm512_loadu_ps(kt + d * ld + j0 + 16);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int r = 0; r < NQ; r++) {
                 __m512 qd = _mm512_set1_ps(q[r][d]);
                 acc[r][0] = _mm512_fmadd_ps(qd, k0, acc[r][0]);
                 acc[r][1] = _mm512_fmadd_ps(qd, k1, acc[r][1]);
             }
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < NQ; r++) {
             _mm512_storeu_ps(s + r * ld + j0, acc[r][0]);
             _mm512_storeu_ps(s + r * ld + j0 + 16, acc[r][1]);
@@ -155,6 +160,18 @@ static CPU_AVX512 void attn_scores_any_512(int nq, int64_t D, const float *const
                                            const float *kt, int64_t ld, int64_t kn, float *s)
 {
     switch (nq) {
+    case 8:
+        attn_scores_512(8, D, q, kt, ld, kn, s);
+        break;
+    case 7:
+        attn_scores_512(7, D, q, kt, ld, kn, s);
+        break;
+    case 6:
+        attn_scores_512(6, D, q, kt, ld, kn, s);
+        break;
+    case 5:
+        attn_scores_512(5, D, q, kt, ld, kn, s);
+        break;
     case 4:
         attn_scores_512(4, D, q, kt, ld, kn, s);
         break;
@@ -235,7 +252,7 @@ attn_pv_512(const int NQ, const int ND, int64_t D, const float *p, int64_t ld, c
 {
     __mmask16 last = (D % 16) ? (__mmask16)((1u << (D % 16)) - 1u) : (__mmask16)0xffff;
     __m512 acc[16];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < NQ; r++) {
 #pragma GCC unroll 8
         for (int c = 0; c < ND; c++) {
@@ -250,7 +267,7 @@ attn_pv_512(const int NQ, const int ND, int64_t D, const float *p, int64_t ld, c
             vv[c] =
                 c == ND - 1 ? _mm512_maskz_loadu_ps(last, v + c * 16) : _mm512_loadu_ps(v + c * 16);
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < NQ; r++) {
             __m512 pr = _mm512_set1_ps(p[r * ld + j]);
 #pragma GCC unroll 8
@@ -259,7 +276,7 @@ attn_pv_512(const int NQ, const int ND, int64_t D, const float *p, int64_t ld, c
             }
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < NQ; r++) {
         __m512 vinv = _mm512_set1_ps(inv[r]);
 #pragma GCC unroll 8
@@ -274,7 +291,7 @@ attn_pv_512(const int NQ, const int ND, int64_t D, const float *p, int64_t ld, c
     }
 }
 
-/* At most 16 accumulators: 4 queries for D <= 64, 2 for D <= 128. */
+/* At most 16 accumulators: 8 queries for D <= 32, 4 for D <= 64, 2 for D <= 128. */
 #define ATTN_PV_CASE(NQ, ND)                                                                       \
     case (NQ)*16 + (ND):                                                                           \
         attn_pv_512(NQ, ND, D, p, ld, inv, kn, v0, vss, o);                                        \
@@ -285,10 +302,18 @@ attn_pv_512(const int NQ, const int ND, int64_t D, const float *p, int64_t ld, c
     ATTN_PV_CASE(2, 1)                                                                             \
     ATTN_PV_CASE(3, 1)                                                                             \
     ATTN_PV_CASE(4, 1)                                                                             \
+    ATTN_PV_CASE(5, 1)                                                                             \
+    ATTN_PV_CASE(6, 1)                                                                             \
+    ATTN_PV_CASE(7, 1)                                                                             \
+    ATTN_PV_CASE(8, 1)                                                                             \
     ATTN_PV_CASE(1, 2)                                                                             \
     ATTN_PV_CASE(2, 2)                                                                             \
     ATTN_PV_CASE(3, 2)                                                                             \
     ATTN_PV_CASE(4, 2)                                                                             \
+    ATTN_PV_CASE(5, 2)                                                                             \
+    ATTN_PV_CASE(6, 2)                                                                             \
+    ATTN_PV_CASE(7, 2)                                                                             \
+    ATTN_PV_CASE(8, 2)                                                                             \
     ATTN_PV_CASE(1, 3)                                                                             \
     ATTN_PV_CASE(2, 3)                                                                             \
     ATTN_PV_CASE(3, 3)                                                                             \
@@ -333,10 +358,10 @@ static CPU_AVX512 void attn_block_512(const struct cpu_attention *a, int64_t b, 
     int64_t hk = h / (a->H / a->Hkv);
     const float *v0 = a->v + b * a->v_bs + hk * a->v_hs;
     const float *k0 = a->k + b * a->k_bs + hk * a->k_hs;
-    for (int64_t g = i0; g < i1; g += 4) {
-        int nq = i1 - g < 4 ? (int)(i1 - g) : 4;
-        const float *q[4];
-        float *o[4], inv[4];
+    for (int64_t g = i0; g < i1; g += ATTN_GQ) {
+        int nq = i1 - g < ATTN_GQ ? (int)(i1 - g) : ATTN_GQ;
+        const float *q[ATTN_GQ];
+        float *o[ATTN_GQ], inv[ATTN_GQ];
         for (int r = 0; r < nq; r++) {
             q[r] = a->q + b * a->q_bs + (g + r) * a->q_ss + h * a->q_hs;
             o[r] = a->o + b * a->o_bs + (g + r) * a->o_ss + h * a->o_hs;
@@ -631,7 +656,7 @@ static void attn_task(void *ctx, int64_t task, int32_t thread)
     int64_t i1 = i0 + ATTN_QB < a->Sq ? i0 + ATTN_QB : a->Sq;
     float *kt = j->scratch[thread];
     float *s = kt + a->D * j->sk_pad;
-    float *madd = s + 4 * j->sk_pad;
+    float *madd = s + ATTN_GQ * j->sk_pad;
     if (j->isa == CPU_ISA_SCALAR || a->D > ATTN_MAX_SIMD_D) {
         for (int64_t i = i0; i < i1; i++) {
             attn_query_scalar(a, b, h, i, s);
@@ -683,7 +708,7 @@ ptm_status cpu_attention_run(const cpu_ctx *ctx, const struct cpu_attention *a)
     int32_t n_threads = cpu_pool_size(ctx->pool);
     struct attn_job j = {a, ctx->isa, (a->Sq + ATTN_QB - 1) / ATTN_QB, (a->Sk + 31) / 32 * 32,
                          NULL};
-    size_t per = ((size_t)a->D + 5) * (size_t)(j.sk_pad > 0 ? j.sk_pad : 32) + 32;
+    size_t per = ((size_t)a->D + ATTN_GQ + 1) * (size_t)(j.sk_pad > 0 ? j.sk_pad : 32) + 32;
     j.scratch = calloc((size_t)n_threads, sizeof(float *));
     int ok = j.scratch != NULL;
     for (int32_t t = 0; ok && t < n_threads; t++) {
