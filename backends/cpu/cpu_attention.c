@@ -156,31 +156,22 @@ attn_scores_512(const int NQ, int64_t D, const float *const *q, const float *kt,
     }
 }
 
+#define ATTN_SCORES_CASE(NQ)                                                                       \
+    case NQ:                                                                                       \
+        attn_scores_512(NQ, D, q, kt, ld, kn, s);                                                  \
+        break;
+
 static CPU_AVX512 void attn_scores_any_512(int nq, int64_t D, const float *const *q,
                                            const float *kt, int64_t ld, int64_t kn, float *s)
 {
     switch (nq) {
-    case 8:
-        attn_scores_512(8, D, q, kt, ld, kn, s);
-        break;
-    case 7:
-        attn_scores_512(7, D, q, kt, ld, kn, s);
-        break;
-    case 6:
-        attn_scores_512(6, D, q, kt, ld, kn, s);
-        break;
-    case 5:
-        attn_scores_512(5, D, q, kt, ld, kn, s);
-        break;
-    case 4:
-        attn_scores_512(4, D, q, kt, ld, kn, s);
-        break;
-    case 3:
-        attn_scores_512(3, D, q, kt, ld, kn, s);
-        break;
-    case 2:
-        attn_scores_512(2, D, q, kt, ld, kn, s);
-        break;
+        ATTN_SCORES_CASE(8)
+        ATTN_SCORES_CASE(7)
+        ATTN_SCORES_CASE(6)
+        ATTN_SCORES_CASE(5)
+        ATTN_SCORES_CASE(4)
+        ATTN_SCORES_CASE(3)
+        ATTN_SCORES_CASE(2)
     default:
         attn_scores_512(1, D, q, kt, ld, kn, s);
         break;
