@@ -29,7 +29,7 @@
 #define GEMM_KC               512 /* K chunk of the small kernel: 4 widened B rows stay in L1 */
 #define GEMM_TILES_PER_THREAD 2
 #define GEMM_MIN_MB           64
-#define GEMM_NB               2048 /* columns per OpenBLAS tile: whole rows of C beat 2D tiles */
+#define GEMM_NB               2048 /* at most this many columns per OpenBLAS tile */
 #define OUT_KC                128  /* K chunk of the outer-product kernel's B panel */
 #define OUT_NR                24   /* accumulator zmm registers of the outer-product kernel */
 /* From this many rows the Q8_0 outer-product kernel wins (bench_cpu_kernels q8: 1.9x at 12
@@ -702,10 +702,10 @@ static void gemm_blas(const cpu_ctx *ctx, struct gemm_job *j)
      * as rows x columns to pack the least: each sgemm call packs its own rows of A and columns
      * of B, so a grid of tm x tn tiles packs B tm times and A tn times. Tall M (BERT, prefill)
      * keeps whole rows of C; M = 512 against 2048 columns (the T5 encoder) cuts columns, which
-     * halves the packing (bench_cpu_kernels gemm). Blocks keep at least GEMM_MIN_MB rows and
-     * at most GEMM_NB columns. */
+     * halves the packing (bench_cpu_kernels t5, prefill). Blocks keep at least GEMM_MIN_MB rows
+     * and at most GEMM_NB columns. */
     int64_t tiles = GEMM_TILES_PER_THREAD * n_threads;
-    double best = 0.0;
+    int64_t best = 0;
     for (int64_t tn = 1; tn <= tiles; tn++) {
         if (tiles % tn != 0) {
             continue;
@@ -717,7 +717,7 @@ static void gemm_blas(const cpu_ctx *ctx, struct gemm_job *j)
         nb = nb < GEMM_NB ? nb : GEMM_NB;
         nb = nb < j->N ? nb : j->N;
         int64_t m_blocks = (j->M + mb - 1) / mb, n_blocks = (j->N + nb - 1) / nb;
-        double packed = (double)m_blocks * (double)j->N + (double)n_blocks * (double)j->M;
+        int64_t packed = m_blocks * j->N + n_blocks * j->M; /* elements, per unit of K */
         if (tn == 1 || packed < best) {
             best = packed;
             j->mb = mb;
