@@ -6,6 +6,7 @@
 #include "cpu_test_util.h"
 
 #include <stdatomic.h>
+#include <time.h>
 
 struct count_ctx {
     atomic_int *hits;
@@ -71,6 +72,61 @@ Test(cpu_pool, range_covers_each_index_once)
     int marks[5] = {0};
     cpu_pool_range(NULL, 5, 2, range_mark, marks); /* NULL pool runs inline */
     cr_assert(marks[0] == 1 && marks[4] == 1);
+}
+
+struct steal_ctx {
+    cpu_steal steal;
+    atomic_int *marks;
+    atomic_int stolen; /* grains a task took outside its own region */
+};
+
+static void steal_task(void *ctx, int64_t task, int32_t thread)
+{
+    struct steal_ctx *c = ctx;
+    int64_t cursor = 0, lo, hi;
+    while (cpu_steal_next(&c->steal, task, &cursor, &lo, &hi)) {
+        cr_assert(lo < hi && hi - lo <= c->steal.grain);
+        if (lo / c->steal.region != task) {
+            atomic_fetch_add(&c->stolen, 1);
+        }
+        for (int64_t i = lo; i < hi; i++) {
+            atomic_fetch_add(&c->marks[i], 1);
+        }
+        if (task == 0) { /* a slow thread: the others finish its region */
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+Test(cpu_pool, steal_claims_each_item_once_and_takes_from_slow_threads)
+{
+    for (int32_t threads = 1; threads <= 3; threads++) {
+        cpu_pool *pool = NULL;
+        cr_assert_eq(cpu_pool_new(threads, &pool), PTM_OK);
+        for (int64_t n = 0; n < 400; n += 37) {
+            for (int64_t grain = 1; grain < 40; grain += 9) {
+                atomic_int marks[400];
+                for (int i = 0; i < 400; i++) {
+                    atomic_init(&marks[i], 0);
+                }
+                struct steal_ctx c = {.marks = marks};
+                atomic_init(&c.stolen, 0);
+                int64_t tasks = cpu_steal_init(&c.steal, pool, n, grain);
+                cr_assert_leq(tasks, threads);
+                cr_assert_eq(c.steal.region % grain, 0);
+                cpu_pool_run(pool, tasks, steal_task, &c);
+                for (int64_t i = 0; i < 400; i++) {
+                    cr_assert_eq(atomic_load(&marks[i]), i < n ? 1 : 0, "n=%lld grain=%lld i=%lld",
+                                 (long long)n, (long long)grain, (long long)i);
+                }
+                if (threads > 1 && n >= 370 && grain == 1) {
+                    cr_assert_gt(atomic_load(&c.stolen), 0, "threads=%d", threads);
+                }
+            }
+        }
+        cpu_pool_free(pool);
+    }
 }
 
 Test(cpu_pool, size_comes_from_ptm_threads)

@@ -1,8 +1,9 @@
 /*
  * cpu_gemv.c - the decode GEMV: C[M, N] = A[M, K] . B^T for M = 1..4 F32 activation rows and
  * B [N, K] weight rows in F32, BF16 or F16, on AVX-512. Decode is bound by reading B once, so
- * this kernel is built to stream: N is split into one contiguous slice per pool thread (one
- * wake), each thread walks its slice GEMV_R rows at a time with independent accumulators,
+ * this kernel is built to stream: N is split into one contiguous region per pool thread (one
+ * wake; a thread done with its own takes grains of the others', cpu_steal), each thread walks
+ * its rows GEMV_R at a time with independent accumulators,
  * prefetching the next GEMV_R rows into L2 while it reads these (GEMV_PFT), with its 64-byte
  * loads on line boundaries even when the rows do not start on one (gemv_shift), and nothing
  * is allocated per call (the activation rows are rearranged once into thread-local scratch that
@@ -16,7 +17,7 @@
  * call, CPU_GEMV_DPBF16) is kept for measurement only: decode is bound by memory, not by the
  * two extra ops per 64 bytes of the exact form, and on this project's loaded 2-core Zen 4 it was
  * at most ~15% faster, not worth breaking the BF16 golden contract. Other ISAs and shapes stay with
- * cpu_gemm.c's kernels. This file knows nothing of epilogues beyond calling back per slice.
+ * cpu_gemm.c's kernels. This file knows nothing of epilogues beyond calling back per claimed range.
  */
 #include "cpu_kernels.h"
 #include "cpu_simd.h"
@@ -42,6 +43,12 @@
  */
 #ifndef GEMV_PFT
 #define GEMV_PFT 1
+#endif
+/* Bytes of weight rows a thread claims at a time (cpu_steal): small enough that the threads
+ * finish within a few microseconds of each other, large enough that a claim (one atomic) and
+ * the restart of the prefetch stream cost nothing. */
+#ifndef GEMV_GRAIN
+#define GEMV_GRAIN (64 * 1024)
 #endif
 #ifndef GEMV_HINT
 #define GEMV_HINT _MM_HINT_T1
@@ -117,7 +124,7 @@ struct gemv_job {
     float *C;
     int64_t ldc;
     int accumulate;
-    int64_t slice;
+    cpu_steal steal;
     cpu_cols_fn epi;
     void *epi_arg;
 };
@@ -226,7 +233,7 @@ gemv_tile(const int BT, const int MR, const int R, const struct gemv_job *j, int
             acc[m][r] = _mm512_setzero_ps();
         }
     }
-    /* Past the slice or the matrix this reads nothing a later tile needs; a prefetch of an
+    /* Past the range or the matrix this reads nothing a later tile needs; a prefetch of an
      * address outside the mapping is dropped, never a fault (an integer, as C forbids pointers
      * past the array). */
     uintptr_t pf = (uintptr_t)j->B + (uintptr_t)((n + GEMV_PFT * R) * j->ldb_bytes);
@@ -295,18 +302,19 @@ static void gemv_rows(const struct gemv_job *j, int R, int64_t n)
 
 static void gemv_task(void *ctx, int64_t task, int32_t thread)
 {
-    const struct gemv_job *j = ctx;
-    int64_t n0 = task * j->slice;
-    int64_t n1 = n0 + j->slice < j->N ? n0 + j->slice : j->N;
-    int64_t n = n0;
-    for (; n + GEMV_R <= n1; n += GEMV_R) {
-        gemv_rows(j, GEMV_R, n);
-    }
-    for (; n < n1; n++) {
-        gemv_rows(j, 1, n);
-    }
-    if (j->epi != NULL && n1 > n0) {
-        j->epi(j->epi_arg, 0, j->M, n0, n1);
+    struct gemv_job *j = ctx;
+    int64_t cursor = 0, n0, n1;
+    while (cpu_steal_next(&j->steal, task, &cursor, &n0, &n1)) {
+        int64_t n = n0;
+        for (; n + GEMV_R <= n1; n += GEMV_R) {
+            gemv_rows(j, GEMV_R, n);
+        }
+        for (; n < n1; n++) {
+            gemv_rows(j, 1, n);
+        }
+        if (j->epi != NULL) {
+            j->epi(j->epi_arg, 0, j->M, n0, n1);
+        }
     }
 }
 
@@ -416,9 +424,9 @@ int cpu_gemv(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A
     }
     gemv_prepare(&j, ap);
     j.ap = ap;
-    int64_t n_threads = cpu_pool_size(ctx->pool);
-    /* One contiguous slice per thread, a whole number of GEMV_R rows. */
-    j.slice = ((N + n_threads - 1) / n_threads + GEMV_R - 1) / GEMV_R * GEMV_R;
-    cpu_pool_run(ctx->pool, (N + j.slice - 1) / j.slice, gemv_task, &j);
+    /* One contiguous region per thread, claimed ~GEMV_GRAIN bytes (whole tiles) at a time. */
+    int64_t grain = GEMV_GRAIN / (j.ldb_bytes > 0 ? j.ldb_bytes : 1) / GEMV_R * GEMV_R;
+    cpu_pool_run(ctx->pool, cpu_steal_init(&j.steal, ctx->pool, N, grain > 0 ? grain : GEMV_R),
+                 gemv_task, &j);
     return 1;
 }

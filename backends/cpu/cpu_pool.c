@@ -331,3 +331,35 @@ void cpu_pool_range(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, v
     struct pool_range r = {n, step, fn, arg};
     cpu_pool_run(pool, (n + step - 1) / step, pool_range_task, &r);
 }
+
+int64_t cpu_steal_init(cpu_steal *s, const cpu_pool *pool, int64_t n, int64_t grain)
+{
+    int64_t regions = cpu_pool_size(pool) < CPU_STEAL_MAX ? cpu_pool_size(pool) : CPU_STEAL_MAX;
+    s->n = n > 0 ? n : 0;
+    s->grain = grain > 0 ? grain : 1;
+    int64_t grains = (s->n + s->grain - 1) / s->grain;
+    s->region = (grains + regions - 1) / regions * s->grain;
+    s->n_regions = s->region > 0 ? (s->n + s->region - 1) / s->region : 0;
+    for (int64_t i = 0; i < s->n_regions; i++) {
+        atomic_init(&s->r[i].next, i * s->region);
+    }
+    return s->n_regions;
+}
+
+int cpu_steal_next(cpu_steal *s, int64_t task, int64_t *cursor, int64_t *lo, int64_t *hi)
+{
+    for (; *cursor < s->n_regions; ++*cursor) {
+        int64_t r = (task + *cursor) % s->n_regions;
+        int64_t end = (r + 1) * s->region < s->n ? (r + 1) * s->region : s->n;
+        if (atomic_load_explicit(&s->r[r].next, memory_order_relaxed) >= end) {
+            continue;
+        }
+        int64_t i = atomic_fetch_add_explicit(&s->r[r].next, s->grain, memory_order_relaxed);
+        if (i < end) {
+            *lo = i;
+            *hi = i + s->grain < end ? i + s->grain : end;
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -53,6 +53,10 @@
 #ifndef Q8_PFT
 #define Q8_PFT 2
 #endif
+/* Bytes of weight rows a decode thread claims at a time (as GEMV_GRAIN in cpu_gemv.c). */
+#ifndef Q8_GRAIN
+#define Q8_GRAIN (64 * 1024)
+#endif
 #define CPU_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
 
 size_t cpu_q8_row_bytes(int64_t k)
@@ -321,9 +325,10 @@ struct q8_job {
     float *C;
     int64_t ldc;
     int accumulate;
-    int64_t slice;
-    int nr;       /* weight rows per tile: Q8_DNR in decode, Q8_NR in prefill */
-    int pf_lines; /* lines prefetched per chunk: a tile's bytes over its chunks, rounded up */
+    int64_t slice;   /* prefill: weight rows per task */
+    cpu_steal steal; /* decode: who reads which weight rows */
+    int nr;          /* weight rows per tile: Q8_DNR in decode, Q8_NR in prefill */
+    int pf_lines;    /* lines prefetched per chunk: a tile's bytes over its chunks, rounded up */
     cpu_cols_fn epi;
     void *epi_arg;
 };
@@ -565,6 +570,21 @@ static void q8_task(void *ctx, int64_t task, int32_t thread)
     }
 }
 
+/* Decode (M <= Q8_MR): the rows of one thread's region, then grains of the others' (cpu_steal). */
+static void q8_task_decode(void *ctx, int64_t task, int32_t thread)
+{
+    struct q8_job *j = ctx;
+    int64_t cursor = 0, n0, n1;
+    while (cpu_steal_next(&j->steal, task, &cursor, &n0, &n1)) {
+        for (int64_t n = n0; n < n1; n += j->nr) {
+            q8_tile(j, (int)j->M, n1 - n < j->nr ? (int)(n1 - n) : j->nr, 0, n);
+        }
+        if (j->epi != NULL) {
+            j->epi(j->epi_arg, j->m_base, j->m_base + j->M, n0, n1);
+        }
+    }
+}
+
 ptm_status cpu_q8_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A,
                        int64_t lda, const void *B, float *C, int64_t ldc, int accumulate,
                        cpu_cols_fn epi, void *epi_arg)
@@ -600,19 +620,22 @@ ptm_status cpu_q8_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, cons
     j.acts.corr = (int32_t *)scratch;
     j.acts.d = (float *)(scratch + (size_t)mch * (size_t)K);
     j.acts.q = (int8_t *)(scratch + (size_t)mch * ((size_t)K + (size_t)j.nb * 4));
-    int64_t n_threads = cpu_pool_size(ctx->pool);
     for (j.m_base = 0; j.m_base < M; j.m_base += mch) {
         j.M = M - j.m_base < mch ? M - j.m_base : mch;
         if (j.M <= Q8_MR) {
             q8_act_rows(&j, 0, j.M);
-            /* Decode: one contiguous slice per thread, a whole number of tiles. */
-            j.slice = ((N + n_threads - 1) / n_threads + Q8_NR - 1) / Q8_NR * Q8_NR;
             j.nr = Q8_DNR;
-        } else {
-            cpu_pool_range(ctx->pool, j.M, 1, q8_act_rows, &j);
-            j.slice = 64;
-            j.nr = Q8_NR;
+            j.pf_lines = (int)((j.nr * (int64_t)j.row_bytes + 64 * chunks - 1) / (64 * chunks));
+            /* Decode: one contiguous region per thread, claimed ~Q8_GRAIN bytes at a time. */
+            int64_t grain = Q8_GRAIN / (int64_t)j.row_bytes / Q8_DNR * Q8_DNR;
+            cpu_pool_run(ctx->pool,
+                         cpu_steal_init(&j.steal, ctx->pool, N, grain > 0 ? grain : Q8_DNR),
+                         q8_task_decode, &j);
+            continue;
         }
+        cpu_pool_range(ctx->pool, j.M, 1, q8_act_rows, &j);
+        j.slice = 64;
+        j.nr = Q8_NR;
         j.pf_lines = (int)((j.nr * (int64_t)j.row_bytes + 64 * chunks - 1) / (64 * chunks));
         cpu_pool_run(ctx->pool, (N + j.slice - 1) / j.slice, q8_task, &j);
     }
