@@ -182,6 +182,45 @@ Test(cpu_attention, gqa_causal_decode_on_bhsd_cache)
     free(o);
 }
 
+Test(cpu_attention, gqa_decode_groups_heads_per_kv_head)
+{
+    /* A few queries of many heads per kv head take one task per kv head on AVX-512
+     * (attn_group_512): groups of 8 and 6 heads, one and three queries, padded keys, head sizes
+     * that fill and straddle a vector. */
+    int32_t isas[3];
+    int n = test_n_isas(isas);
+    test_seed(37);
+    const int64_t Hs[2] = {16, 12}, Hkvs[2] = {2, 2}, Ds[2] = {64, 40}, Sqs[2] = {1, 3};
+    int64_t B = 2, Sk = 45;
+    float *mask = test_zeros(B * Sk);
+    for (int64_t j = 0; j < B * Sk; j++) {
+        mask[j] = (j % 7 == 3) ? 0.0f : 1.0f;
+    }
+    for (int c = 0; c < 2; c++) {
+        for (int sq = 0; sq < 2; sq++) {
+            int64_t H = Hs[c], Hkv = Hkvs[c], D = Ds[c], Sq = Sqs[sq];
+            float *q = test_randn(B * Sq * H * D, -1, 1);
+            float *k = test_randn(B * Sk * Hkv * D, -1, 1);
+            float *v = test_randn(B * Sk * Hkv * D, -1, 1);
+            float *o = test_zeros(B * Sq * H * D);
+            struct cpu_attention a = {.B = B, .Sq = Sq, .Sk = Sk, .H = H, .Hkv = Hkv, .D = D};
+            set_bshd(&a, q, k, v, o);
+            a.scale = 1.0f / sqrtf((float)D);
+            a.key_mask = mask;
+            a.is_causal = 1;
+            a.causal_offset = Sk - Sq;
+            for (int t = 0; t < n; t++) {
+                check_attention(isas[t], &a, "gqa grouped decode");
+            }
+            free(q);
+            free(k);
+            free(v);
+            free(o);
+        }
+    }
+    free(mask);
+}
+
 Test(cpu_attention, causal_prefill_across_query_blocks)
 {
     int32_t isas[3];

@@ -2,7 +2,8 @@
  * cpu_attention.c - fused scaled-dot-product attention over strided Q/K/V/O views, with GQA,
  * key padding mask, causal mask with a KV-cache offset, and an additive per-head bias (T5).
  *
- * One task is one (batch, head, block of ATTN_QB queries). A task copies the keys it can see
+ * One task is one (batch, head, block of ATTN_QB queries), or in GQA decode on AVX-512 one
+ * (batch, kv head) with every query of the heads that share it. A task copies the keys it can see
  * into a transposed [D, keys] scratch, so the scores of ATTN_GQ (8) queries against 32 keys (4
  * against 16 on AVX2) are D steps of shared Kt loads and broadcast-FMAs; a block of at most
  * ATTN_ROWS_MAX_Q queries (decode) would not repay the transpose and takes dot products with
@@ -33,6 +34,7 @@ struct attn_job {
     int64_t n_qblocks;
     int64_t sk_pad;  /* Sk rounded up to 32 */
     float **scratch; /* per thread: Kt [D][sk_pad], scores [ATTN_GQ][sk_pad], mask [sk_pad] */
+    int grouped;     /* one task per (batch, kv head): attn_group_512 */
 };
 
 /* Keys [0, kend) of query i: kend = Sk, or the causal limit. */
@@ -340,44 +342,84 @@ static CPU_AVX512 void attn_pv_any_512(int nq, int64_t D, const float *p, int64_
     }
 }
 
-/* Queries [i0, i1) of (b, h), four at a time: Kt holds the keys the last of them sees, or is
- * NULL and the scores read K's rows in place. */
+/*
+ * Up to ATTN_GQ rows that share kv head hk of batch b: row r is query is[r] of head hs[r].
+ * Kt holds the keys the last row sees (rows are in order of their causal limit), or is NULL
+ * and the scores read K's rows in place.
+ */
+static CPU_AVX512 void attn_rows_512(const struct cpu_attention *a, int64_t b, int64_t hk, int nq,
+                                     const int64_t *hs, const int64_t *is, const float *kt,
+                                     int64_t ld, float *s, const float *madd)
+{
+    const float *v0 = a->v + b * a->v_bs + hk * a->v_hs;
+    const float *k0 = a->k + b * a->k_bs + hk * a->k_hs;
+    const float *q[ATTN_GQ];
+    float *o[ATTN_GQ], inv[ATTN_GQ];
+    int64_t kn_max = 0;
+    for (int r = 0; r < nq; r++) {
+        q[r] = a->q + b * a->q_bs + is[r] * a->q_ss + hs[r] * a->q_hs;
+        o[r] = a->o + b * a->o_bs + is[r] * a->o_ss + hs[r] * a->o_hs;
+        int64_t kn = attn_key_end(a, is[r]);
+        kn_max = kn > kn_max ? kn : kn_max;
+    }
+    if (kt) {
+        attn_scores_any_512(nq, a->D, q, kt, ld, kn_max, s);
+    } else {
+        for (int r = 0; r < nq; r++) {
+            attn_scores_rows_512(a->D, q[r], k0, a->k_ss, kn_max, s + r * ld);
+        }
+    }
+    for (int r = 0; r < nq; r++) {
+        int64_t i = is[r], kn = attn_key_end(a, i);
+        const float *bias = a->bias ? a->bias + b * a->bias_bs + (hs[r] * a->Sq + i) * a->Sk : NULL;
+        float *p = s + r * ld;
+        float sum = attn_softmax_512(p, kn, a->scale, bias, madd);
+        /* Keys this query does not see weigh 0 in the shared PV loop. */
+        int64_t from = sum > 0.0f ? (kn + 15) / 16 * 16 : 0;
+        for (int64_t j = from; j < kn_max; j++) {
+            p[j] = 0.0f;
+        }
+        inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
+    }
+    attn_pv_any_512(nq, a->D, s, ld, inv, kn_max, v0, a->v_ss, o);
+}
+
+/* Queries [i0, i1) of (b, h), ATTN_GQ at a time. */
 static CPU_AVX512 void attn_block_512(const struct cpu_attention *a, int64_t b, int64_t h,
                                       int64_t i0, int64_t i1, const float *kt, int64_t ld, float *s,
                                       const float *madd)
 {
-    int64_t hk = h / (a->H / a->Hkv);
-    const float *v0 = a->v + b * a->v_bs + hk * a->v_hs;
-    const float *k0 = a->k + b * a->k_bs + hk * a->k_hs;
+    int64_t hs[ATTN_GQ], is[ATTN_GQ];
     for (int64_t g = i0; g < i1; g += ATTN_GQ) {
         int nq = i1 - g < ATTN_GQ ? (int)(i1 - g) : ATTN_GQ;
-        const float *q[ATTN_GQ];
-        float *o[ATTN_GQ], inv[ATTN_GQ];
         for (int r = 0; r < nq; r++) {
-            q[r] = a->q + b * a->q_bs + (g + r) * a->q_ss + h * a->q_hs;
-            o[r] = a->o + b * a->o_bs + (g + r) * a->o_ss + h * a->o_hs;
+            hs[r] = h;
+            is[r] = g + r;
         }
-        int64_t kn_max = attn_key_end(a, g + nq - 1);
-        if (kt) {
-            attn_scores_any_512(nq, a->D, q, kt, ld, kn_max, s);
-        } else {
-            for (int r = 0; r < nq; r++) {
-                attn_scores_rows_512(a->D, q[r], k0, a->k_ss, kn_max, s + r * ld);
-            }
-        }
+        attn_rows_512(a, b, h / (a->H / a->Hkv), nq, hs, is, kt, ld, s, madd);
+    }
+}
+
+/*
+ * Every query of every head that shares kv head hk (GQA decode: a few queries, H / Hkv heads):
+ * K is transposed once for the whole group and its rows scored ATTN_GQ at a time, where one
+ * task per head read the group's keys H / Hkv times, in reductions of one query each (on
+ * TinyLlama's 8-head groups at 640 keys, attention was 16% of an int8 decode step).
+ */
+static CPU_AVX512 void attn_group_512(const struct cpu_attention *a, int64_t b, int64_t hk,
+                                      float *kt, int64_t ld, float *s, const float *madd)
+{
+    int64_t G = a->H / a->Hkv, n = G * a->Sq;
+    int64_t hs[ATTN_GQ], is[ATTN_GQ];
+    attn_transpose_k(a, b, hk, attn_key_end(a, a->Sq - 1), kt, ld);
+    /* Query-major rows, so each group of ATTN_GQ ends with the query that sees the most. */
+    for (int64_t g = 0; g < n; g += ATTN_GQ) {
+        int nq = n - g < ATTN_GQ ? (int)(n - g) : ATTN_GQ;
         for (int r = 0; r < nq; r++) {
-            int64_t i = g + r, kn = attn_key_end(a, i);
-            const float *bias = a->bias ? a->bias + b * a->bias_bs + (h * a->Sq + i) * a->Sk : NULL;
-            float *p = s + r * ld;
-            float sum = attn_softmax_512(p, kn, a->scale, bias, madd);
-            /* Keys this query does not see weigh 0 in the shared PV loop. */
-            int64_t from = sum > 0.0f ? (kn + 15) / 16 * 16 : 0;
-            for (int64_t j = from; j < kn_max; j++) {
-                p[j] = 0.0f;
-            }
-            inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
+            hs[r] = hk * G + (g + r) % G;
+            is[r] = (g + r) / G;
         }
-        attn_pv_any_512(nq, a->D, s, ld, inv, kn_max, v0, a->v_ss, o);
+        attn_rows_512(a, b, hk, nq, hs, is, kt, ld, s, madd);
     }
 }
 
@@ -640,22 +682,29 @@ static void attn_task(void *ctx, int64_t task, int32_t thread)
 {
     const struct attn_job *j = ctx;
     const struct cpu_attention *a = j->a;
-    int64_t qb = task % j->n_qblocks;
-    int64_t h = (task / j->n_qblocks) % a->H;
-    int64_t b = task / j->n_qblocks / a->H;
-    int64_t i0 = qb * ATTN_QB;
-    int64_t i1 = i0 + ATTN_QB < a->Sq ? i0 + ATTN_QB : a->Sq;
     float *kt = j->scratch[thread];
     float *s = kt + a->D * j->sk_pad;
     float *madd = s + ATTN_GQ * j->sk_pad;
+    int64_t b = j->grouped ? task / a->Hkv : task / j->n_qblocks / a->H;
+    if (j->isa != CPU_ISA_SCALAR && a->D <= ATTN_MAX_SIMD_D) {
+        for (int64_t k = 0; k < j->sk_pad; k++) {
+            madd[k] =
+                a->key_mask && k < a->Sk && a->key_mask[b * a->Sk + k] == 0.0f ? -INFINITY : 0.0f;
+        }
+    }
+    if (j->grouped) {
+        attn_group_512(a, b, task % a->Hkv, kt, j->sk_pad, s, madd);
+        return;
+    }
+    int64_t qb = task % j->n_qblocks;
+    int64_t h = (task / j->n_qblocks) % a->H;
+    int64_t i0 = qb * ATTN_QB;
+    int64_t i1 = i0 + ATTN_QB < a->Sq ? i0 + ATTN_QB : a->Sq;
     if (j->isa == CPU_ISA_SCALAR || a->D > ATTN_MAX_SIMD_D) {
         for (int64_t i = i0; i < i1; i++) {
             attn_query_scalar(a, b, h, i, s);
         }
         return;
-    }
-    for (int64_t k = 0; k < j->sk_pad; k++) {
-        madd[k] = a->key_mask && k < a->Sk && a->key_mask[b * a->Sk + k] == 0.0f ? -INFINITY : 0.0f;
     }
     int64_t hk = h / (a->H / a->Hkv), kend = attn_key_end(a, i1 - 1);
     /* A transposed K pays off once it serves a few groups of 4 queries; decode reads rows. */
@@ -697,8 +746,11 @@ ptm_status cpu_attention_run(const cpu_ctx *ctx, const struct cpu_attention *a)
         return st;
     }
     int32_t n_threads = cpu_pool_size(ctx->pool);
-    struct attn_job j = {a, ctx->isa, (a->Sq + ATTN_QB - 1) / ATTN_QB, (a->Sk + 31) / 32 * 32,
-                         NULL};
+    struct attn_job j = {a,    ctx->isa, (a->Sq + ATTN_QB - 1) / ATTN_QB, (a->Sk + 31) / 32 * 32,
+                         NULL, 0};
+    /* A few queries of several heads per kv head: one task per kv head (attn_group_512). */
+    j.grouped = ctx->isa == CPU_ISA_AVX512 && a->D <= ATTN_MAX_SIMD_D && a->Sq <= ATTN_ROWS_MAX_Q &&
+                (a->H / a->Hkv) * a->Sq > ATTN_ROWS_MAX_Q;
     size_t per = ((size_t)a->D + ATTN_GQ + 1) * (size_t)(j.sk_pad > 0 ? j.sk_pad : 32) + 32;
     j.scratch = calloc((size_t)n_threads, sizeof(float *));
     int ok = j.scratch != NULL;
@@ -709,7 +761,8 @@ ptm_status cpu_attention_run(const cpu_ctx *ctx, const struct cpu_attention *a)
     if (ok) {
         /* Below ~1 MFLOP, waking the pool costs more than the work (batch 1, short prompts). */
         double flops = 4.0 * (double)(a->B * a->H) * (double)a->Sq * (double)a->Sk * (double)a->D;
-        cpu_pool_run(flops < 1e6 ? NULL : ctx->pool, a->B * a->H * j.n_qblocks, attn_task, &j);
+        int64_t tasks = j.grouped ? a->B * a->Hkv : a->B * a->H * j.n_qblocks;
+        cpu_pool_run(flops < 1e6 ? NULL : ctx->pool, tasks, attn_task, &j);
     }
     for (int32_t t = 0; j.scratch && t < n_threads; t++) {
         free(j.scratch[t]);
