@@ -51,11 +51,10 @@ ptm_status ptm_kv_cache_new(ptm_model *m, int64_t batch, int64_t max_len, ptm_dt
         return ptm__fail(PTM_E_INVAL, "kv cache: bad arguments (batch %lld, max_len %lld)",
                          (long long)batch, (long long)max_len);
     }
-    if (dtype != PTM_F32) {
+    if (dtype != PTM_F32 && dtype != PTM_F16 && dtype != PTM_BF16) {
         const char *name = ptm_dtype_name(dtype);
         return ptm__fail(PTM_E_UNSUPPORTED,
-                         "kv cache: dtype %s is not supported (the attention kernels read F32 "
-                         "keys and values)",
+                         "kv cache: dtype %s is not supported; expected F32, F16 or BF16",
                          name ? name : "?");
     }
     ptm_kv_cache *c = ptm__calloc(1, sizeof *c);

@@ -256,13 +256,18 @@ Test(generate, rejects_bad_options_naming_them)
     ptm_model_free(m);
 }
 
-Test(generate, kv_cache_refuses_half_precision_and_other_models)
+Test(generate, kv_cache_refuses_other_dtypes_and_other_models)
 {
     ptm_model *m = load(FIXTURE("llama-tiny")), *bert = load(FIXTURE("bert-tiny"));
     ptm_kv_cache *c = (ptm_kv_cache *)1;
-    cr_assert_eq(ptm_kv_cache_new(m, 1, 8, PTM_F16, &c), PTM_E_UNSUPPORTED);
+    cr_assert_eq(ptm_kv_cache_new(m, 1, 8, PTM_I32, &c), PTM_E_UNSUPPORTED);
     cr_assert_null(c);
-    cr_assert_not_null(strstr(ptm_last_error(), "F16"));
+    cr_assert_not_null(strstr(ptm_last_error(), "I32"), "%s", ptm_last_error());
+    const ptm_dtype half[2] = {PTM_F16, PTM_BF16};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(ptm_kv_cache_new(m, 1, 8, half[i], &c), PTM_OK, "%s", ptm_last_error());
+        ptm_kv_cache_free(c);
+    }
     cr_assert_eq(ptm_kv_cache_new(bert, 1, 8, PTM_F32, &c), PTM_OK);
     ptm_device *cpu = NULL;
     cr_assert_eq(ptm_device_get("cpu", &cpu), PTM_OK);

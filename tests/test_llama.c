@@ -174,9 +174,10 @@ Test(llama, bf16_dot_prefill_on_f16_weights_stays_within_bf16_tolerance)
     cr_log_info("llama-tiny-bf16 as float16 with PTM_CPU_BF16_DOT=1: max abs error %.3g", e);
 }
 
-/* Prefill of the first n tokens through a cache, then the rest: the same logits as one pass
- * without a cache (rows without padding, so every position is compared). */
-Test(llama, cache_in_two_chunks_equals_one_pass)
+/* Prefill of the first n tokens through a cache of dtype dt, then the rest: the same logits as
+ * one pass without a cache (rows without padding, so every position is compared) within tol;
+ * returns the largest error. */
+static double check_cache_chunks(ptm_dtype dt, double tol)
 {
     ptm_model *m = load(FIXTURE("llama-tiny-gqa2"));
     ptm_device *cpu = NULL;
@@ -198,8 +199,9 @@ Test(llama, cache_in_two_chunks_equals_one_pass)
     int64_t V = ptm_tensor_dim(ptm_tensor_map_get(full, "logits"), 2);
 
     ptm_kv_cache *cache = NULL;
-    cr_assert_eq(ptm_kv_cache_new(m, B, S, PTM_F32, &cache), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_kv_cache_new(m, B, S, dt, &cache), PTM_OK, "%s", ptm_last_error());
     int64_t at = 0;
+    double worst = 0;
     for (int chunk = 0; chunk < 2; chunk++) {
         int64_t n = chunk == 0 ? SPLIT : S - SPLIT;
         ptm_tensor_map *pin = NULL, *pout = NULL;
@@ -225,7 +227,9 @@ Test(llama, cache_in_two_chunks_equals_one_pass)
                 }
             }
         }
-        cr_expect(err <= PTM_TOL_F32, "chunk %d: max abs error %.3g", chunk, err);
+        cr_expect(err <= tol, "%s cache, chunk %d: max abs error %.3g", ptm_dtype_name(dt), chunk,
+                  err);
+        worst = err > worst ? err : worst;
         at += n;
         ptm_tensor_free(packed);
         ptm_tensor_map_free(pin);
@@ -236,6 +240,21 @@ Test(llama, cache_in_two_chunks_equals_one_pass)
     ptm_tensor_map_free(in);
     ptm_tensor_map_free(full);
     ptm_model_free(m);
+    return worst;
+}
+
+Test(llama, cache_in_two_chunks_equals_one_pass)
+{
+    check_cache_chunks(PTM_F32, PTM_TOL_F32);
+}
+
+/* A half-precision cache rounds the keys and values it stores: within the BF16 tolerance. */
+Test(llama, half_precision_cache_stays_within_bf16_tolerance)
+{
+    double f16 = check_cache_chunks(PTM_F16, PTM_TOL_BF16);
+    double bf16 = check_cache_chunks(PTM_BF16, PTM_TOL_BF16);
+    cr_log_info("llama-tiny-gqa2 through an F16 cache: max abs error %.3g, BF16 cache %.3g", f16,
+                bf16);
 }
 
 Test(llama, config_defaults_are_transformers)

@@ -33,7 +33,8 @@ struct attn_job {
     int32_t isa;
     int64_t n_qblocks;
     int64_t sk_pad;  /* Sk rounded up to 32 */
-    float **scratch; /* per thread: Kt [D][sk_pad], scores [ATTN_GQ][sk_pad], mask [sk_pad] */
+    float **scratch; /* per thread: Kt [D][sk_pad], scores [ATTN_GQ][sk_pad], mask [sk_pad],
+                      * and for half K/V: K, V [sk_pad][D] widened */
     int grouped;     /* one task per (batch, kv head): attn_group_512 */
 };
 
@@ -76,7 +77,7 @@ static void attn_query_scalar(const struct cpu_attention *a, int64_t b, int64_t 
     float *o = a->o + b * a->o_bs + i * a->o_ss + h * a->o_hs;
     int64_t kn = attn_key_end(a, i);
     for (int64_t j = 0; j < kn; j++) {
-        const float *k = a->k + b * a->k_bs + j * a->k_ss + hk * a->k_hs;
+        const float *k = (const float *)a->k + b * a->k_bs + j * a->k_ss + hk * a->k_hs;
         float acc = 0.0f;
         for (int64_t d = 0; d < a->D; d++) {
             acc += q[d] * k[d];
@@ -95,7 +96,7 @@ static void attn_query_scalar(const struct cpu_attention *a, int64_t b, int64_t 
     }
     float inv = 1.0f / sum;
     for (int64_t j = 0; j < kn; j++) {
-        const float *v = a->v + b * a->v_bs + j * a->v_ss + hk * a->v_hs;
+        const float *v = (const float *)a->v + b * a->v_bs + j * a->v_ss + hk * a->v_hs;
         float p = s[j] * inv;
         for (int64_t d = 0; d < a->D; d++) {
             o[d] += p * v[d];
@@ -109,7 +110,7 @@ static CPU_AVX512 void attn_transpose_k(const struct cpu_attention *a, int64_t b
                                         int64_t kn, float *kt, int64_t ld)
 {
     int64_t kn32 = (kn + 31) / 32 * 32;
-    const float *base = a->k + b * a->k_bs + hk * a->k_hs;
+    const float *base = (const float *)a->k + b * a->k_bs + hk * a->k_hs;
     for (int64_t j0 = 0; j0 < kn32; j0 += 16) {
         for (int64_t d0 = 0; d0 < a->D; d0 += 16) {
             int64_t nd = a->D - d0 < 16 ? a->D - d0 : 16;
@@ -351,8 +352,8 @@ static CPU_AVX512 void attn_rows_512(const struct cpu_attention *a, int64_t b, i
                                      const int64_t *hs, const int64_t *is, const float *kt,
                                      int64_t ld, float *s, const float *madd)
 {
-    const float *v0 = a->v + b * a->v_bs + hk * a->v_hs;
-    const float *k0 = a->k + b * a->k_bs + hk * a->k_hs;
+    const float *v0 = (const float *)a->v + b * a->v_bs + hk * a->v_hs;
+    const float *k0 = (const float *)a->k + b * a->k_bs + hk * a->k_hs;
     const float *q[ATTN_GQ];
     float *o[ATTN_GQ], inv[ATTN_GQ];
     int64_t kn_max = 0;
@@ -433,7 +434,7 @@ static CPU_AVX2 void attn_transpose_k_256(const struct cpu_attention *a, int64_t
                                      _mm256_set1_epi32((int)a->k_ss));
     for (int64_t j0 = 0; j0 < kn32; j0 += 8) {
         __m256 m = _mm256_castsi256_ps(cpu_mask256(kn - j0 > 0 ? kn - j0 : 0));
-        const float *base = a->k + b * a->k_bs + j0 * a->k_ss + hk * a->k_hs;
+        const float *base = (const float *)a->k + b * a->k_bs + j0 * a->k_ss + hk * a->k_hs;
         for (int64_t d = 0; d < a->D; d++) {
             __m256 v = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base + d, idx, m, 4);
             _mm256_storeu_ps(kt + d * ld + j0, v);
@@ -645,8 +646,8 @@ static CPU_AVX2 void attn_block_256(const struct cpu_attention *a, int64_t b, in
                                     const float *madd)
 {
     int64_t hk = h / (a->H / a->Hkv);
-    const float *v0 = a->v + b * a->v_bs + hk * a->v_hs;
-    const float *k0 = a->k + b * a->k_bs + hk * a->k_hs;
+    const float *v0 = (const float *)a->v + b * a->v_bs + hk * a->v_hs;
+    const float *k0 = (const float *)a->k + b * a->k_bs + hk * a->k_hs;
     for (int64_t g = i0; g < i1; g += 4) {
         int nq = i1 - g < 4 ? (int)(i1 - g) : 4;
         const float *q[4];
@@ -678,6 +679,30 @@ static CPU_AVX2 void attn_block_256(const struct cpu_attention *a, int64_t b, in
     }
 }
 
+/*
+ * Keys and values [0, kn) of (b, hk) widened from a half-precision cache into kw and vw, and in
+ * *w the view of them the F32 kernels read: rows of D, the same for every batch and kv head
+ * (the task touches no other).
+ */
+static void attn_widen_kv(const struct attn_job *j, int64_t b, int64_t hk, int64_t kn, float *kw,
+                          float *vw, struct cpu_attention *w)
+{
+    const struct cpu_attention *a = j->a;
+    size_t es = 2;
+    const char *k = (const char *)a->k + (size_t)(b * a->k_bs + hk * a->k_hs) * es;
+    const char *v = (const char *)a->v + (size_t)(b * a->v_bs + hk * a->v_hs) * es;
+    for (int64_t t = 0; t < kn; t++) {
+        cpu_widen(j->isa, a->D, k + (size_t)(t * a->k_ss) * es, a->kv_dtype, kw + t * a->D);
+        cpu_widen(j->isa, a->D, v + (size_t)(t * a->v_ss) * es, a->kv_dtype, vw + t * a->D);
+    }
+    *w = *a;
+    w->k = kw;
+    w->v = vw;
+    w->k_bs = w->k_hs = w->v_bs = w->v_hs = 0;
+    w->k_ss = w->v_ss = a->D;
+    w->kv_dtype = PTM_F32;
+}
+
 static void attn_task(void *ctx, int64_t task, int32_t thread)
 {
     const struct attn_job *j = ctx;
@@ -686,6 +711,21 @@ static void attn_task(void *ctx, int64_t task, int32_t thread)
     float *s = kt + a->D * j->sk_pad;
     float *madd = s + ATTN_GQ * j->sk_pad;
     int64_t b = j->grouped ? task / a->Hkv : task / j->n_qblocks / a->H;
+    struct cpu_attention w;
+    if (a->kv_dtype != PTM_F32) {
+        int64_t i_last, hk;
+        if (j->grouped) {
+            i_last = a->Sq - 1;
+            hk = task % a->Hkv;
+        } else {
+            int64_t i0 = task % j->n_qblocks * ATTN_QB;
+            i_last = (i0 + ATTN_QB < a->Sq ? i0 + ATTN_QB : a->Sq) - 1;
+            hk = (task / j->n_qblocks) % a->H / (a->H / a->Hkv);
+        }
+        float *kw = madd + j->sk_pad;
+        attn_widen_kv(j, b, hk, attn_key_end(a, i_last), kw, kw + a->D * j->sk_pad, &w);
+        a = &w;
+    }
     if (j->isa != CPU_ISA_SCALAR && a->D <= ATTN_MAX_SIMD_D) {
         for (int64_t k = 0; k < j->sk_pad; k++) {
             madd[k] =
@@ -732,6 +772,13 @@ static ptm_status attn_check(const struct cpu_attention *a)
                              (long long)a->B, (long long)a->Sq, (long long)a->Sk, (long long)a->H,
                              (long long)a->Hkv, (long long)a->D);
     }
+    if (a->kv_dtype != PTM_F32 && a->kv_dtype != PTM_F16 && a->kv_dtype != PTM_BF16) {
+        const char *name = ptm_dtype_name(a->kv_dtype);
+        return ptm_error_set(PTM_E_UNSUPPORTED,
+                             "cpu: attention: keys and values of dtype %s; expected F32, F16 or "
+                             "BF16",
+                             name ? name : "?");
+    }
     if (a->k_ss > INT32_MAX / 16) {
         return ptm_error_set(PTM_E_INVAL, "cpu: attention: key row stride %lld too large",
                              (long long)a->k_ss);
@@ -751,7 +798,8 @@ ptm_status cpu_attention_run(const cpu_ctx *ctx, const struct cpu_attention *a)
     /* A few queries of several heads per kv head: one task per kv head (attn_group_512). */
     j.grouped = ctx->isa == CPU_ISA_AVX512 && a->D <= ATTN_MAX_SIMD_D && a->Sq <= ATTN_ROWS_MAX_Q &&
                 (a->H / a->Hkv) * a->Sq > ATTN_ROWS_MAX_Q;
-    size_t per = ((size_t)a->D + ATTN_GQ + 1) * (size_t)(j.sk_pad > 0 ? j.sk_pad : 32) + 32;
+    size_t rows = (size_t)a->D * (a->kv_dtype != PTM_F32 ? 3 : 1) + ATTN_GQ + 1;
+    size_t per = rows * (size_t)(j.sk_pad > 0 ? j.sk_pad : 32) + 32;
     j.scratch = calloc((size_t)n_threads, sizeof(float *));
     int ok = j.scratch != NULL;
     for (int32_t t = 0; ok && t < n_threads; t++) {

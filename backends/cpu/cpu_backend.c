@@ -361,15 +361,17 @@ static ptm_status cpu_embedding(void *ctx, const struct ptm_kview *out,
                             (ptm_dtype)table->dtype, table->ne[0], table->ne[1], at(out));
 }
 
-/* Element strides of a [B, S, H, D] F32 view whose last dim is packed. */
-static int bshd(const struct ptm_kview *v, int64_t *bs, int64_t *ss, int64_t *hs)
+/* Element strides of a [B, S, H, D] view of dtype dt whose last dim is packed. */
+static int bshd(const struct ptm_kview *v, ptm_dtype dt, int64_t *bs, int64_t *ss, int64_t *hs)
 {
-    if (v->dtype != PTM_F32 || v->ndim != 4 || (v->ne[3] != 1 && v->nb[3] != 4)) {
+    int64_t es = dt == PTM_F32 ? 4 : 2;
+    if ((ptm_dtype)v->dtype != dt || v->ndim != 4 || (v->ne[3] != 1 && v->nb[3] != es) ||
+        v->nb[0] % es != 0 || v->nb[1] % es != 0 || v->nb[2] % es != 0) {
         return 0;
     }
-    *bs = v->nb[0] / 4;
-    *ss = v->nb[1] / 4;
-    *hs = v->nb[2] / 4;
+    *bs = v->nb[0] / es;
+    *ss = v->nb[1] / es;
+    *hs = v->nb[2] / es;
     return 1;
 }
 
@@ -403,10 +405,15 @@ static ptm_status cpu_attention_op(void *ctx, const struct ptm_attn_args *x)
         .scale = x->scale,
         .is_causal = x->causal,
         .causal_offset = x->q_offset,
+        .kv_dtype = (ptm_dtype)x->k->dtype,
     };
-    if (!bshd(x->q, &a.q_bs, &a.q_ss, &a.q_hs) || !bshd(x->k, &a.k_bs, &a.k_ss, &a.k_hs) ||
-        !bshd(x->v, &a.v_bs, &a.v_ss, &a.v_hs) || !bshd(x->out, &a.o_bs, &a.o_ss, &a.o_hs)) {
-        return unsupported("attention", "needs F32 [B, S, H, D] views with packed heads");
+    int kv_ok = a.kv_dtype == PTM_F32 || a.kv_dtype == PTM_F16 || a.kv_dtype == PTM_BF16;
+    if (!kv_ok || !bshd(x->q, PTM_F32, &a.q_bs, &a.q_ss, &a.q_hs) ||
+        !bshd(x->k, a.kv_dtype, &a.k_bs, &a.k_ss, &a.k_hs) ||
+        !bshd(x->v, a.kv_dtype, &a.v_bs, &a.v_ss, &a.v_hs) ||
+        !bshd(x->out, PTM_F32, &a.o_bs, &a.o_ss, &a.o_hs)) {
+        return unsupported("attention", "needs F32 [B, S, H, D] views with packed heads (K and V "
+                                        "may be both F16 or both BF16)");
     }
     if (x->bias != NULL && (x->bias->dtype != PTM_F32 || !ptm_kview_is_contiguous(x->bias))) {
         return unsupported("attention", "bias must be contiguous F32 [H, Sq, Sk]");

@@ -302,15 +302,18 @@ void cpu_softmax(const cpu_ctx *ctx, int64_t rows, int64_t n, const float *x, in
  * Key j of batch b is dropped when key_mask[b * Sk + j] == 0 (mask optional; HF's additive
  * finfo.min gives the same weights whenever a row keeps at least one key). Causal: query i
  * sees keys j <= causal_offset + i. A row with no visible key outputs zeros (never NaN).
+ * K and V are F32, or both F16 or BF16 (kv_dtype: a half-precision KV cache); a task widens
+ * the keys and values of its kv head to F32 once, so the arithmetic is F32 either way.
  */
 struct cpu_attention {
     int64_t B, Sq, Sk, H, Hkv, D;
     const float *q;
     int64_t q_bs, q_ss, q_hs;
-    const float *k;
+    const void *k; /* kv_dtype elements */
     int64_t k_bs, k_ss, k_hs;
-    const float *v;
+    const void *v;
     int64_t v_bs, v_ss, v_hs;
+    ptm_dtype kv_dtype; /* PTM_F32 (0), PTM_F16 or PTM_BF16 */
     float *o;
     int64_t o_bs, o_ss, o_hs;
     float scale;
@@ -348,6 +351,10 @@ ptm_status cpu_embed_gather(const cpu_ctx *ctx, int64_t n_ids, const void *ids, 
  */
 ptm_status cpu_convert(const cpu_ctx *ctx, int64_t n, const void *src, ptm_dtype src_dtype,
                        void *dst, ptm_dtype dst_dtype);
+
+/* cpu_widen - n elements of src (PTM_F32, PTM_F16 or PTM_BF16) to F32 on the calling thread,
+ * for kernels that convert inside their own tasks. */
+void cpu_widen(int32_t isa, int64_t n, const void *src, ptm_dtype src_dtype, float *dst);
 
 /* Scalar conversions, shared by the kernels. */
 float cpu_bf16_to_f32(uint16_t h);

@@ -188,6 +188,12 @@ static void conv_slice(void *arg, int64_t lo, int64_t hi)
     }
 }
 
+void cpu_widen(int32_t isa, int64_t n, const void *src, ptm_dtype src_dtype, float *dst)
+{
+    struct conv_job j = {isa, src, src_dtype, dst, PTM_F32};
+    conv_slice(&j, 0, n);
+}
+
 static int conv_dtype_ok(ptm_dtype dt)
 {
     return dt == PTM_F32 || dt == PTM_F16 || dt == PTM_BF16;

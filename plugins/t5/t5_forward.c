@@ -221,7 +221,12 @@ static ptm_status cross_kv(struct run *r, const char *at, ptm_tensor *enc, int64
         return self_kv(r, at, enc, -1, ka, va);
     }
     TRY(ptm_kv_cache_cross_layer(r->cache, (int32_t)layer, H, dk, Se, &ck, &cv, &fill));
-    if (fill) {
+    if (fill && ptm_tensor_dtype(ck) != PTM_F32) {
+        /* A half-precision cache: project in F32, then round into it. */
+        TRY(self_kv(r, at, enc, -1, &k3, &v3));
+        TRY(ptm_op_convert(ck, k3));
+        TRY(ptm_op_convert(cv, v3));
+    } else if (fill) {
         int64_t shape[3] = {r->B, Se, H * dk};
         TRY(ptm_tensor_reshape(ck, 3, shape, &k3));
         TRY(ptm_tensor_reshape(cv, 3, shape, &v3));

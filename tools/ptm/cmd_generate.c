@@ -229,6 +229,15 @@ static int apply_numbers(int argc, char **argv, char **rest, struct ptm_generate
                                               : PTM_EARLY_STOPPING_HEURISTIC;
             continue;
         }
+        if (strcmp(a, "--kv-cache") == 0) {
+            const char *v = argv[i + 1];
+            if (strcmp(v, "f32") != 0 && strcmp(v, "f16") != 0 && strcmp(v, "bf16") != 0) {
+                fprintf(stderr, "ptm generate: --kv-cache \"%s\": f32, f16 or bf16\n", v);
+                return CLI_USAGE;
+            }
+            o->cache_dtype = v[0] == 'b' ? PTM_BF16 : v[1] == '1' ? PTM_F16 : PTM_F32;
+            continue;
+        }
         char *end = NULL;
         double x = strtod(argv[i + 1], &end);
         if (end == argv[i + 1] || *end != '\0') {
@@ -355,7 +364,7 @@ const struct cli_command cli_cmd_generate = {
              "       [--seed S] [--repetition-penalty R] [--stop TEXT] [--dtype D]\n"
              "       [--quantize int8] [--num-beams N] [--length-penalty X]\n"
              "       [--early-stopping true|false|never] [--no-repeat-ngram-size N]\n"
-             "       [--num-return-sequences N] [--device-map SPEC]\n\n"
+             "       [--num-return-sequences N] [--device-map SPEC] [--kv-cache f32|f16|bf16]\n\n"
              "Greedy search, sampling with --do-sample, or beam search with --num-beams N > 1,\n"
              "as transformers' generate(); the model's generation_config.json gives the\n"
              "defaults and the options override it. --num-return-sequences prints that many\n"
@@ -368,6 +377,8 @@ const struct cli_command cli_cmd_generate = {
              "auto (the config's); --quantize int8 quantizes the matrix weights at load\n"
              "(blocks of 32 with one scale, as llama.cpp's Q8_0). --device-map places the\n"
              "layers across devices: auto, a device, or prefix=device pairs such as\n"
-             "model.layers.0-10=cpu,=opencl:0 (see ptm info --help).\n",
+             "model.layers.0-10=cpu,=opencl:0 (see ptm info --help). --kv-cache stores the\n"
+             "key/value cache as float32 (default), float16 or bfloat16: half the memory and\n"
+             "the cache bytes decode reads, keys and values rounded as stored (CPU backend).\n",
     .run = run,
 };

@@ -28,8 +28,10 @@ typedef struct ptm_kv_cache ptm_kv_cache;
  * (the decoder's tokens: decoder_input_ids of an encoder-decoder model, else input_ids),
  * storing keys and values as dtype. Layer tensors are allocated on m's device the first time
  * the forward hook asks for them (ptm_kv_cache_layer).
- * dtype: PTM_F32. PTM_F16 / PTM_BF16 are refused with PTM_E_UNSUPPORTED until the attention
- * kernels read half-precision keys.
+ * dtype: PTM_F32, or PTM_F16 / PTM_BF16 (half the memory and the bytes decode reads; keys and
+ * values are rounded as they are stored). The CPU backend attends over all three; a backend
+ * whose attention reads F32 only fails the forward with PTM_E_UNSUPPORTED. Others:
+ * PTM_E_UNSUPPORTED.
  * out: on PTM_OK a new cache owned by the caller (ptm_kv_cache_free), else NULL. It borrows
  * m, which must outlive it. PTM_E_INVAL for batch or max_len < 1. Not thread safe.
  */
@@ -151,7 +153,7 @@ struct ptm_generate_opts {
     int32_t n_eos;
     int64_t pad_id;         /* finished rows are padded with it; -1: eos_ids[0] (as HF) */
     int64_t bos_id;         /* informational; -1: none */
-    ptm_dtype cache_dtype;  /* PTM_F32 */
+    ptm_dtype cache_dtype;  /* PTM_F32 (default), PTM_F16 or PTM_BF16: ptm_kv_cache_new */
     ptm_generate_fn stream; /* may be NULL; not with beam search */
     void *stream_user;
     /* ABI 1.1: beam search. A caller built against 1.0 passes the smaller struct_size; the
