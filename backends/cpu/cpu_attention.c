@@ -27,6 +27,9 @@
 #define ATTN_MAX_SIMD_D 128 /* wider heads take the scalar path */
 #define ATTN_ROWS_MAX_Q 4   /* blocks of at most this many queries skip the K transpose */
 #define ATTN_GQ         8   /* queries scored together on AVX-512 (4 on AVX2): 16 accumulators */
+#ifndef ATTN_WIDEN_PF
+#define ATTN_WIDEN_PF 32 /* rows of a half-precision cache prefetched ahead of their widening */
+#endif
 
 struct attn_job {
     const struct cpu_attention *a;
@@ -692,6 +695,12 @@ static void attn_widen_kv(const struct attn_job *j, int64_t b, int64_t hk, int64
     const char *k = (const char *)a->k + (size_t)(b * a->k_bs + hk * a->k_hs) * es;
     const char *v = (const char *)a->v + (size_t)(b * a->v_bs + hk * a->v_hs) * es;
     for (int64_t t = 0; t < kn; t++) {
+        if (t + ATTN_WIDEN_PF < kn) {
+            for (int64_t off = 0; off < a->D * (int64_t)es; off += 64) {
+                __builtin_prefetch(k + (size_t)((t + ATTN_WIDEN_PF) * a->k_ss) * es + off);
+                __builtin_prefetch(v + (size_t)((t + ATTN_WIDEN_PF) * a->v_ss) * es + off);
+            }
+        }
         cpu_widen(j->isa, a->D, k + (size_t)(t * a->k_ss) * es, a->kv_dtype, kw + t * a->D);
         cpu_widen(j->isa, a->D, v + (size_t)(t * a->v_ss) * es, a->kv_dtype, vw + t * a->D);
     }
