@@ -20,7 +20,9 @@
  * vdpbf16ps, as llama.cpp rounds activations to F16 for its F16 weights), int8 (Q8_0 quantized
  * on load).
  *
- * usage: bench_llama [--runs N] [--threads N] [--prompt N] [--gen N]
+ * ptm's KV cache is F16 by default (--kv), as llama.cpp's is.
+ *
+ * usage: bench_llama [--runs N] [--threads N] [--prompt N] [--gen N] [--kv f16|bf16|f32]
  *                    [--only bf16,bf16dot,f16,f16dot,int8]
  *                    [--models DIR] [--peers DIR|none]
  */
@@ -41,6 +43,7 @@
 struct args {
     int runs, threads, prompt, gen;
     const char *only, *models, *peers;
+    const char *kv;    /* ptm's KV cache: f16 (llama.cpp's default), bf16 or f32 */
     const char *child; /* set in the child process that runs one ptm repetition */
 };
 
@@ -164,8 +167,9 @@ static void weight_bytes(const ptm_model *m, double *all, double *per_token)
     }
 }
 
-/* The KV cache ptm_generate makes: F32 keys and values, every layer, prompt + new tokens. */
-static double kv_bytes(const ptm_model *m, int64_t len)
+/* The KV cache ptm_generate makes: keys and values of kv_dtype, every layer, prompt + new
+ * tokens. */
+static double kv_bytes(const ptm_model *m, int64_t len, ptm_dtype kv_dtype)
 {
     const ptm_config *c = ptm_model_config(m);
     int64_t layers = 0, heads = 1, kv_heads = 0, hidden = 0;
@@ -175,7 +179,7 @@ static double kv_bytes(const ptm_model *m, int64_t len)
     if (ptm_config_get_int(c, "num_key_value_heads", &kv_heads) != PTM_OK) {
         kv_heads = heads;
     }
-    return 2.0 * 4 * layers * len * kv_heads * (hidden / heads);
+    return 2.0 * (kv_dtype == PTM_F32 ? 4 : 2) * layers * len * kv_heads * (hidden / heads);
 }
 
 struct clock {
@@ -195,8 +199,8 @@ static int32_t on_step(const int64_t *tokens, const int32_t *running, int64_t n,
 
 /* Greedy generation of n_new tokens after ids[0..seq); prefill and decode tokens/s. The first
  * stream call marks the end of the prefill (its forward and the first token's choice). */
-static void ptm_run(ptm_model *m, const int64_t *ids, int64_t seq, int64_t n_new, double *prefill,
-                    double *decode)
+static void ptm_run(ptm_model *m, const int64_t *ids, int64_t seq, int64_t n_new,
+                    ptm_dtype kv_dtype, double *prefill, double *decode)
 {
     struct ptm_generate_opts o = {.struct_size = sizeof o};
     struct clock c = {0};
@@ -209,6 +213,7 @@ static void ptm_run(ptm_model *m, const int64_t *ids, int64_t seq, int64_t n_new
     o.max_length = seq + n_new;
     o.do_sample = 0;
     o.repetition_penalty = 1;
+    o.cache_dtype = kv_dtype;
     o.stream = on_step;
     o.stream_user = &c;
     usleep(100000); /* let the other engine's spinning threads go idle */
@@ -285,7 +290,8 @@ static void report(const struct variant *v, struct result *r, const struct args 
 }
 
 /* The same figures as one table, after the machine-readable lines; "-" where no peer ran. */
-static void table(const struct variant *vs, struct result *rs, const int *on, int n, double bw)
+static void table(const struct variant *vs, struct result *rs, const int *on, int n, double bw,
+                  const char *kv)
 {
     printf("\n%-7s %21s %21s %27s %9s\n", "", "prefill tok/s", "decode tok/s",
            "decode weight bytes/s", "peak RSS");
@@ -314,8 +320,8 @@ static void table(const struct variant *vs, struct result *rs, const int *on, in
     printf(
         "DRAM read bandwidth measured here: %.2f GB/s. llama: llama.cpp on GGUF F16 (bf16, "
         "bf16dot, f16, f16dot rows) and Q8_0 (int8). *dot: PTM_CPU_BF16_DOT=1. x > 1: ptm faster. "
-        "budget: weights + KV cache.\n",
-        bw);
+        "budget: weights + KV cache. KV cache: ptm %s, llama.cpp f16.\n",
+        bw, kv);
 }
 
 static void parse_args(int argc, char **argv, struct args *a)
@@ -327,6 +333,7 @@ static void parse_args(int argc, char **argv, struct args *a)
                        "bf16,bf16dot,f16,f16dot,int8",
                        PTM_BENCH_DIR "/models",
                        PTM_BENCH_DIR "/peers",
+                       "f16",
                        NULL};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *val = argv[i + 1];
@@ -346,6 +353,8 @@ static void parse_args(int argc, char **argv, struct args *a)
             a->peers = val;
         } else if (!strcmp(k, "--child")) {
             a->child = val;
+        } else if (!strcmp(k, "--kv")) {
+            a->kv = val;
         }
     }
     if (a->threads <= 0) {
@@ -355,6 +364,10 @@ static void parse_args(int argc, char **argv, struct args *a)
     a->runs = a->runs < 1 ? 1 : a->runs > MAX_RUNS ? MAX_RUNS : a->runs;
     a->prompt = a->prompt < 1 ? 1 : a->prompt;
     a->gen = a->gen < 2 ? 2 : a->gen;
+    if (strcmp(a->kv, "f16") != 0 && strcmp(a->kv, "bf16") != 0 && strcmp(a->kv, "f32") != 0) {
+        fprintf(stderr, "bench_llama: --kv %s: f16, bf16 or f32\n", a->kv);
+        exit(2);
+    }
 }
 
 /* Whether name is one of the comma-separated items of list. */
@@ -381,6 +394,11 @@ static int64_t *make_prompt(int64_t n, int64_t vocab)
     return ids;
 }
 
+static ptm_dtype kv_dtype(const char *name)
+{
+    return !strcmp(name, "f32") ? PTM_F32 : !strcmp(name, "bf16") ? PTM_BF16 : PTM_F16;
+}
+
 /* The child: one ptm repetition of variant v in this fresh process (so VmHWM is its own
  * peak), its figures on one stdout line. */
 static int child_main(const struct variant *v, const struct args *a)
@@ -401,10 +419,11 @@ static int child_main(const struct variant *v, const struct args *a)
     ptm_config_get_int(ptm_model_config(m), "vocab_size", &vocab);
     int64_t *ids = make_prompt(a->prompt, vocab);
     weight_bytes(m, &all, &per_token);
-    ptm_run(m, ids, a->prompt < 16 ? a->prompt : 16, 2, &pf, &dc); /* warm-up: page in */
-    ptm_run(m, ids, a->prompt, a->gen, &pf, &dc);
+    ptm_dtype kv = kv_dtype(a->kv);
+    ptm_run(m, ids, a->prompt < 16 ? a->prompt : 16, 2, kv, &pf, &dc); /* warm-up: page in */
+    ptm_run(m, ids, a->prompt, a->gen, kv, &pf, &dc);
     printf("ptm %f %f %f %f %f %f\n", pf, dc, peak_rss_bytes(), all, per_token,
-           kv_bytes(m, a->prompt + a->gen));
+           kv_bytes(m, a->prompt + a->gen, kv));
     ptm_model_free(m);
     free(ids);
     return 0;
@@ -420,8 +439,8 @@ static int ptm_child(const struct variant *v, const struct args *a, struct resul
     }
     self[n] = '\0';
     snprintf(cmd, sizeof cmd,
-             "'%s' --child %s --threads %d --prompt %d --gen %d --models '%s' --peers none", self,
-             v->name, a->threads, a->prompt, a->gen, a->models);
+             "'%s' --child %s --threads %d --prompt %d --gen %d --models '%s' --peers none --kv %s",
+             self, v->name, a->threads, a->prompt, a->gen, a->models, a->kv);
     usleep(100000); /* let the other engine's spinning threads go idle */
     FILE *p = popen(cmd, "r");
     int got = 0;
@@ -537,6 +556,6 @@ int main(int argc, char **argv)
             report(&variants[i], &res[i], &a, bw);
         }
     }
-    table(variants, res, on, N_VARIANTS, bw);
+    table(variants, res, on, N_VARIANTS, bw, a.kv);
     return 0;
 }
