@@ -11,9 +11,10 @@
  *
  * Per variant it prints prefill tokens/s over the prompt, decode tokens/s over the new tokens
  * (greedy, eos masked so every token is generated), both ratios (> 1: ptm is faster), the
- * weight bytes decode reads per second as a share of the DRAM read bandwidth measured here
- * (two-thread streaming read of a 1 GiB buffer, best of several), and ptm's peak RSS (VmHWM)
- * against its weights plus KV cache.
+ * weight bytes decode reads per second, for ptm and llama.cpp, as a share of the DRAM read
+ * bandwidth measured just before and after that engine's run (two-thread streaming read of a
+ * 1 GiB buffer, best of several passes; the better of the two measurements), and ptm's peak RSS
+ * (VmHWM) against its weights plus KV cache.
  *
  * Variants: bf16 and f16 (exact: weights widened to F32), bf16dot and f16dot (the same weights
  * with PTM_CPU_BF16_DOT=1: prefill-sized matmuls round activations, and F16 weights, to BF16 for
@@ -56,6 +57,8 @@ struct variant {
 
 struct result {
     double prefill[MAX_RUNS], decode[MAX_RUNS], peer_prefill[MAX_RUNS], peer_decode[MAX_RUNS];
+    /* decode weight bytes/s over the DRAM read bandwidth measured around that run */
+    double share[MAX_RUNS], peer_share[MAX_RUNS];
     int n, n_peer;
     double peak_rss, weight_bytes, token_bytes, kv_bytes, gguf_bytes;
 };
@@ -273,18 +276,21 @@ static void report(const struct variant *v, struct result *r, const struct args 
     double pf = median(r->prefill, r->n), dc = median(r->decode, r->n);
     double gbs = r->token_bytes * dc / 1e9, budget = r->weight_bytes + r->kv_bytes;
     printf("bench=llama_1b_%s threads=%d prompt=%d gen=%d ptm_prefill_tok_s=%.2f "
-           "ptm_decode_tok_s=%.2f decode_weight_gb_s=%.2f dram_read_gb_s=%.2f bw_share=%.1f%% "
-           "peak_rss_mb=%.0f weights_mb=%.0f kv_mb=%.0f rss_share=%.3f runs=%d\n",
-           v->name, a->threads, a->prompt, a->gen, pf, dc, gbs, bw, 100 * gbs / bw,
-           r->peak_rss / 1e6, r->weight_bytes / 1e6, r->kv_bytes / 1e6, r->peak_rss / budget, r->n);
+           "ptm_decode_tok_s=%.2f decode_weight_gb_s=%.2f bw_share=%.1f%% dram_read_best_gb_s=%.2f "
+           "bw_share_of_best=%.1f%% peak_rss_mb=%.0f weights_mb=%.0f kv_mb=%.0f rss_share=%.3f "
+           "runs=%d\n",
+           v->name, a->threads, a->prompt, a->gen, pf, dc, gbs, 100 * median(r->share, r->n), bw,
+           100 * gbs / bw, r->peak_rss / 1e6, r->weight_bytes / 1e6, r->kv_bytes / 1e6,
+           r->peak_rss / budget, r->n);
     if (r->n_peer > 0) {
         double pp = median(r->peer_prefill, r->n_peer), tg = median(r->peer_decode, r->n_peer);
         /* llama.cpp reads its whole file per token but the token_embd rows: same share as ours */
         double peer_gbs = r->gguf_bytes * (r->token_bytes / r->weight_bytes) * tg / 1e9;
         printf("bench=llama_1b_%s threads=%d peer=llama.cpp:%s peer_prefill_tok_s=%.2f "
-               "peer_decode_tok_s=%.2f peer_decode_weight_gb_s=%.2f prefill_ratio=%.2f "
-               "decode_ratio=%.2f runs=%d\n",
-               v->name, a->threads, v->gguf, pp, tg, peer_gbs, pf / pp, dc / tg, r->n_peer);
+               "peer_decode_tok_s=%.2f peer_decode_weight_gb_s=%.2f peer_bw_share=%.1f%% "
+               "prefill_ratio=%.2f decode_ratio=%.2f runs=%d\n",
+               v->name, a->threads, v->gguf, pp, tg, peer_gbs,
+               100 * median(r->peer_share, r->n_peer), pf / pp, dc / tg, r->n_peer);
     }
     fflush(stdout);
 }
@@ -295,8 +301,8 @@ static void table(const struct variant *vs, struct result *rs, const int *on, in
 {
     printf("\n%-7s %21s %21s %27s %9s\n", "", "prefill tok/s", "decode tok/s",
            "decode weight bytes/s", "peak RSS");
-    printf("%-7s %7s %7s %5s %7s %7s %5s %8s %7s %9s %9s\n", "ptm", "ptm", "llama", "x", "ptm",
-           "llama", "x", "GB/s", "of BW", "peer GB/s", "/ budget");
+    printf("%-7s %7s %7s %5s %7s %7s %5s %8s %7s %9s %7s %9s\n", "ptm", "ptm", "llama", "x", "ptm",
+           "llama", "x", "GB/s", "of BW", "peer GB/s", "of BW", "/ budget");
     for (int i = 0; i < n; i++) {
         struct result *r = &rs[i];
         if (!on[i]) {
@@ -314,11 +320,15 @@ static void table(const struct variant *vs, struct result *rs, const int *on, in
         double peer_gbs = r->n_peer > 0 ? r->gguf_bytes * (r->token_bytes / r->weight_bytes) *
                                               median(r->peer_decode, r->n_peer) / 1e9
                                         : 0;
-        printf("%-7s %7.2f %s %7.2f %s %8.2f %6.1f%% %9.2f %9.3f\n", vs[i].name, pf, pre, dc, dec,
-               gbs, 100 * gbs / bw, peer_gbs, r->peak_rss / (r->weight_bytes + r->kv_bytes));
+        double peer_share = r->n_peer > 0 ? 100 * median(r->peer_share, r->n_peer) : 0;
+        printf("%-7s %7.2f %s %7.2f %s %8.2f %6.1f%% %9.2f %6.1f%% %9.3f\n", vs[i].name, pf, pre,
+               dc, dec, gbs, 100 * median(r->share, r->n), peer_gbs, peer_share,
+               r->peak_rss / (r->weight_bytes + r->kv_bytes));
     }
     printf(
-        "DRAM read bandwidth measured here: %.2f GB/s. llama: llama.cpp on GGUF F16 (bf16, "
+        "of BW: decode weight bytes/s over the DRAM read bandwidth measured just before and after "
+        "that engine's run (the better of the two), median over runs; the best measured in the "
+        "whole run was %.2f GB/s. llama: llama.cpp on GGUF F16 (bf16, "
         "bf16dot, f16, f16dot rows) and Q8_0 (int8). *dot: PTM_CPU_BF16_DOT=1. x > 1: ptm faster. "
         "budget: weights + KV cache. KV cache: ptm %s, llama.cpp f16.\n",
         bw, kv);
@@ -465,27 +475,43 @@ static int ptm_child(const struct variant *v, const struct args *a, struct resul
 /* llama-bench's figures for one GGUF within the current repetition: BF16 and F16 share one. */
 struct peer_memo {
     const char *gguf;
-    double pp, tg;
+    double pp, tg, bw;
     int ok;
 };
+
+/* The DRAM read bandwidth now, and the best seen so far in *best. */
+static double bw_now(const struct args *a, double *best)
+{
+    double bw = dram_read_gbs(a->threads);
+    *best = bw > *best ? bw : *best;
+    return bw;
+}
 
 /* One repetition of variant v: ptm in a fresh process, then llama-bench on v's GGUF unless
  * this repetition already ran it. 0 when ptm ran. */
 static int bench_once(const struct variant *v, const struct args *a, const char *peer_bin,
-                      struct peer_memo *memo, struct result *r)
+                      struct peer_memo *memo, struct result *r, double *best)
 {
     char gguf[1024];
     snprintf(gguf, sizeof gguf, "%s/%s", a->peers, v->gguf);
+    double bw0 = bw_now(a, best);
     if (ptm_child(v, a, r) != 0) {
         return -1;
     }
+    double bw1 = bw_now(a, best);
+    r->share[r->n - 1] = r->token_bytes * r->decode[r->n - 1] / 1e9 / (bw0 > bw1 ? bw0 : bw1);
     r->gguf_bytes = file_bytes(gguf);
     if (peer_bin != NULL && r->gguf_bytes > 0) {
         if (memo->gguf == NULL || strcmp(memo->gguf, v->gguf) != 0) {
             memo->gguf = v->gguf;
             memo->ok = peer_run(peer_bin, gguf, a, &memo->pp, &memo->tg) == 0;
+            double bw2 = bw_now(a, best);
+            memo->bw = bw1 > bw2 ? bw1 : bw2;
         }
         if (memo->ok) {
+            /* llama.cpp reads its whole file per token but the token_embd rows */
+            double gbs = r->gguf_bytes * (r->token_bytes / r->weight_bytes) * memo->tg / 1e9;
+            r->peer_share[r->n_peer] = gbs / memo->bw;
             r->peer_prefill[r->n_peer] = memo->pp;
             r->peer_decode[r->n_peer++] = memo->tg;
         }
@@ -539,17 +565,16 @@ int main(int argc, char **argv)
             printf("bench=llama_1b_%s: %s missing: run scripts/peers/llamacpp\n", v->name, path);
         }
     }
-    /* The bandwidth is the best of one measurement before and one after each repetition:
-     * on a shared machine the quietest moment is the closest to the hardware's. */
-    double bw = dram_read_gbs(a.threads);
+    /* The machine is shared and its read bandwidth moves between runs (26-45 GB/s on the
+     * project's 2-core Zen 4): each run's share is over the bandwidth measured around it, and
+     * the best of the whole run is printed too. */
+    double bw = 0;
     for (int rep = 0; rep < a.runs; rep++) {
         struct peer_memo memo = {0};
         for (int i = 0; i < N_VARIANTS; i++) {
-            on[i] = on[i] &&
-                    bench_once(&variants[i], &a, has_peer ? peer_bin : NULL, &memo, &res[i]) == 0;
+            on[i] = on[i] && bench_once(&variants[i], &a, has_peer ? peer_bin : NULL, &memo,
+                                        &res[i], &bw) == 0;
         }
-        double bw2 = dram_read_gbs(a.threads);
-        bw = bw2 > bw ? bw2 : bw;
     }
     for (int i = 0; i < N_VARIANTS; i++) {
         if (on[i]) {
