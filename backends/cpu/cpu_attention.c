@@ -346,6 +346,33 @@ static CPU_AVX512 void attn_pv_any_512(int nq, int64_t D, const float *p, int64_
     }
 }
 
+/* An ISA's softmax of one row of scores: attn_softmax_512 or attn_softmax_256. */
+typedef float (*attn_softmax_fn)(float *s, int64_t kn, float scale, const float *bias,
+                                 const float *madd);
+
+/*
+ * Softmax of the nq score rows s + r * ld (row r: query is[r] of head hs[r]), each over the keys
+ * its query sees, through the ISA's softmax that writes `width` lanes at a time; inv[r] gets
+ * 1 / sum (0 for a row that sees no key). Keys a row does not see weigh 0 in the PV loop the
+ * rows share, up to kn_max.
+ */
+static void attn_softmax_rows(const struct cpu_attention *a, int64_t b, int nq, const int64_t *hs,
+                              const int64_t *is, int64_t kn_max, attn_softmax_fn softmax,
+                              int64_t width, float *s, int64_t ld, const float *madd, float *inv)
+{
+    for (int r = 0; r < nq; r++) {
+        int64_t i = is[r], kn = attn_key_end(a, i);
+        const float *bias = a->bias ? a->bias + b * a->bias_bs + (hs[r] * a->Sq + i) * a->Sk : NULL;
+        float *p = s + r * ld;
+        float sum = softmax(p, kn, a->scale, bias, madd);
+        int64_t from = sum > 0.0f ? (kn + width - 1) / width * width : 0;
+        for (int64_t j = from; j < kn_max; j++) {
+            p[j] = 0.0f;
+        }
+        inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
+    }
+}
+
 /*
  * Up to ATTN_GQ rows that share kv head hk of batch b: row r is query is[r] of head hs[r].
  * Kt holds the keys the last row sees (rows are in order of their causal limit), or is NULL
@@ -373,18 +400,7 @@ static CPU_AVX512 void attn_rows_512(const struct cpu_attention *a, int64_t b, i
             attn_scores_rows_512(a->D, q[r], k0, a->k_ss, kn_max, s + r * ld);
         }
     }
-    for (int r = 0; r < nq; r++) {
-        int64_t i = is[r], kn = attn_key_end(a, i);
-        const float *bias = a->bias ? a->bias + b * a->bias_bs + (hs[r] * a->Sq + i) * a->Sk : NULL;
-        float *p = s + r * ld;
-        float sum = attn_softmax_512(p, kn, a->scale, bias, madd);
-        /* Keys this query does not see weigh 0 in the shared PV loop. */
-        int64_t from = sum > 0.0f ? (kn + 15) / 16 * 16 : 0;
-        for (int64_t j = from; j < kn_max; j++) {
-            p[j] = 0.0f;
-        }
-        inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
-    }
+    attn_softmax_rows(a, b, nq, hs, is, kn_max, attn_softmax_512, 16, s, ld, madd, inv);
     attn_pv_any_512(nq, a->D, s, ld, inv, kn_max, v0, a->v_ss, o);
 }
 
@@ -667,17 +683,8 @@ static CPU_AVX2 void attn_block_256(const struct cpu_attention *a, int64_t b, in
                 attn_scores_rows_256(a->D, q[r], k0, a->k_ss, kn_max, s + r * ld);
             }
         }
-        for (int r = 0; r < nq; r++) {
-            int64_t i = g + r, kn = attn_key_end(a, i);
-            const float *bias = a->bias ? a->bias + b * a->bias_bs + (h * a->Sq + i) * a->Sk : NULL;
-            float *p = s + r * ld;
-            float sum = attn_softmax_256(p, kn, a->scale, bias, madd);
-            int64_t from = sum > 0.0f ? (kn + 7) / 8 * 8 : 0;
-            for (int64_t j = from; j < kn_max; j++) {
-                p[j] = 0.0f;
-            }
-            inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
-        }
+        int64_t hs[4] = {h, h, h, h}, is[4] = {g, g + 1, g + 2, g + 3};
+        attn_softmax_rows(a, b, nq, hs, is, kn_max, attn_softmax_256, 8, s, ld, madd, inv);
         attn_pv_any_256(nq, a->D, s, ld, inv, kn_max, v0, a->v_ss, o);
     }
 }
