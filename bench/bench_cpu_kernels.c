@@ -176,6 +176,63 @@ static void bench_attention(const cpu_ctx *ctx, int n_threads, int64_t B, int64_
     free(scores);
 }
 
+static void nop_task(void *ctx, int64_t task, int32_t thread)
+{
+    (void)ctx, (void)task, (void)thread;
+}
+
+/* One decode step's attention over a KV cache [1, Sk, Hkv, D] of dtype dt (F32 or F16), as
+ * LLaMA decode calls it: cold (the cache evicted by reading 256 MiB first, as streaming a
+ * layer's weights evicts it in a real step) and warm (the same call again at once). Prints
+ * microseconds per call and the cache bytes read per second when cold. */
+static void bench_attention_decode(const cpu_ctx *ctx, int n_threads, int64_t Sk, int64_t H,
+                                   int64_t Hkv, int64_t D, ptm_dtype dt)
+{
+    int64_t es = dt == PTM_F32 ? 4 : 2, n = Sk * Hkv * D;
+    float *q = rnd(H * D), *o = malloc((size_t)(H * D) * sizeof(float)), *kf = rnd(2 * n);
+    char *kv = malloc((size_t)(2 * n * es));
+    size_t big = (size_t)256 << 20;
+    char *evict = malloc(big);
+    memset(evict, 1, big);
+    cpu_convert(ctx, 2 * n, kf, PTM_F32, kv, dt);
+    struct cpu_attention a = {.B = 1, .Sq = 1, .Sk = Sk, .H = H, .Hkv = Hkv, .D = D};
+    a.q = q, a.q_bs = H * D, a.q_ss = H * D, a.q_hs = D;
+    a.k = kv, a.k_bs = Sk * Hkv * D, a.k_ss = Hkv * D, a.k_hs = D;
+    a.v = kv + n * es, a.v_bs = a.k_bs, a.v_ss = a.k_ss, a.v_hs = D;
+    a.o = o, a.o_bs = H * D, a.o_ss = H * D, a.o_hs = D;
+    a.scale = 1.0f / sqrtf((float)D);
+    a.kv_dtype = dt;
+    a.is_causal = 1;
+    a.causal_offset = Sk - 1;
+    double t_warm[RUNS], t_cold[RUNS];
+    volatile char sink = 0;
+    for (int r = -2; r < RUNS; r++) {
+        for (size_t i = 0; i < big; i += 64) {
+            sink += evict[i];
+        }
+        cpu_pool_run(ctx->pool, n_threads, nop_task, NULL); /* wake the workers, as in a step */
+        double t0 = now_ms();
+        cpu_attention_run(ctx, &a);
+        double t1 = now_ms();
+        cpu_attention_run(ctx, &a);
+        double t2 = now_ms();
+        if (r >= 0) {
+            t_cold[r] = t1 - t0;
+            t_warm[r] = t2 - t1;
+        }
+    }
+    double c = median(t_cold, RUNS), w = median(t_warm, RUNS), bytes = 2.0 * (double)n * es;
+    printf("bench=attention_decode_sk%lld_h%lld_hkv%lld_d%lld_%s threads=%d cold_us=%.1f "
+           "warm_us=%.1f cold_gbs=%.1f runs=%d\n",
+           (long long)Sk, (long long)H, (long long)Hkv, (long long)D, dt == PTM_F32 ? "f32" : "f16",
+           n_threads, c * 1e3, w * 1e3, bytes / (c * 1e6), RUNS);
+    free(q);
+    free(o);
+    free(kf);
+    free(kv);
+    free(evict);
+}
+
 /* ---- decode GEMV against read bandwidth ---- */
 
 struct stream_job {
@@ -499,6 +556,9 @@ int main(int argc, char **argv)
     if (strstr("attention", only)) {
         bench_attention(&ctx, n_threads, 32, 128, 12, 32);
         bench_attention(&ctx, n_threads, 1, 16, 12, 32);
+        /* TinyLlama's heads at the end of bench_llama's 512 + 128 tokens */
+        bench_attention_decode(&ctx, n_threads, 640, 32, 4, 64, PTM_F32);
+        bench_attention_decode(&ctx, n_threads, 640, 32, 4, 64, PTM_F16);
     }
     cpu_pool_free(ctx.pool);
     return 0;
