@@ -274,6 +274,49 @@ Test(cpu_attention, half_precision_kv_cache_matches_reference)
     free(mask);
 }
 
+Test(cpu_attention, gqa_decode_splits_long_caches_between_threads)
+{
+    /* At 256 keys and more, grouped decode splits the keys between the pool's threads and
+     * merges the parts: F32 and F16 caches, one and three queries (their causal limits fall in
+     * different splits), masked keys, and a batch row whose second split sees no key. */
+    int32_t isas[3];
+    int n = test_n_isas(isas);
+    test_seed(39);
+    int64_t B = 2, H = 16, Hkv = 2, D = 64, Sk = 300;
+    float *mask = test_zeros(B * Sk);
+    for (int64_t j = 0; j < B * Sk; j++) {
+        mask[j] = (j % 11 == 5 || (j >= Sk && j % Sk >= 120)) ? 0.0f : 1.0f;
+    }
+    float *kf = test_randn(2 * B * Sk * Hkv * D, -1, 1);
+    uint16_t *kh = malloc((size_t)(2 * B * Sk * Hkv * D) * 2);
+    for (int64_t i = 0; i < 2 * B * Sk * Hkv * D; i++) {
+        kh[i] = cpu_f32_to_f16(kf[i]);
+    }
+    for (int half = 0; half < 2; half++) {
+        for (int64_t Sq = 1; Sq <= 3; Sq += 2) {
+            float *q = test_randn(B * Sq * H * D, -1, 1), *o = test_zeros(B * Sq * H * D);
+            struct cpu_attention a = {.B = B, .Sq = Sq, .Sk = Sk, .H = H, .Hkv = Hkv, .D = D};
+            set_bshd(&a, q, NULL, NULL, o);
+            a.k = half ? (const void *)kh : (const void *)kf;
+            a.v = half ? (const void *)(kh + B * Sk * Hkv * D)
+                       : (const void *)(kf + B * Sk * Hkv * D);
+            a.kv_dtype = half ? PTM_F16 : PTM_F32;
+            a.scale = 1.0f / sqrtf((float)D);
+            a.key_mask = mask;
+            a.is_causal = 1;
+            a.causal_offset = Sk - Sq;
+            for (int t = 0; t < n; t++) {
+                check_attention(isas[t], &a, half ? "split decode, f16" : "split decode, f32");
+            }
+            free(q);
+            free(o);
+        }
+    }
+    free(kf);
+    free(kh);
+    free(mask);
+}
+
 Test(cpu_attention, causal_prefill_across_query_blocks)
 {
     int32_t isas[3];

@@ -34,6 +34,8 @@
  * F32 decode attention (640 keys, 32 heads on 4 kv heads) at 171-196 us without, 133-156 us
  * with 64 rows ahead (32: 156, 128: 149). */
 #define ATTN_KV_PF 64
+/* Fewest keys a split of grouped decode attention takes: below, one thread does them all. */
+#define ATTN_SPLIT_MIN 128
 #ifndef ATTN_WIDEN_PF
 #define ATTN_WIDEN_PF 32 /* rows of a half-precision cache prefetched ahead of their widening */
 #endif
@@ -48,8 +50,13 @@ struct attn_job {
      * [sk_pad][D] widened. Allocated per call it cost a page fault per page every call once it
      * outgrew malloc's mmap threshold (decode at a 640-token context: 187 KB F32, 514 KB F16). */
     size_t scratch_bytes;
-    atomic_int nomem; /* a task found no memory for its scratch */
-    int grouped;      /* one task per (batch, kv head): attn_group_512 */
+    atomic_int nomem;          /* a task found no memory for its scratch */
+    int grouped;               /* GQA decode: one task per (batch, key split), attn_group_task */
+    int64_t splits, split_len; /* grouped: key splits per batch row and their length */
+    float *part;               /* grouped with splits > 1: per (batch, split) what attn_merge
+                                * merges, part_floats each: H * Sq rows of D, then H * Sq
+                                * (max, sum) pairs */
+    int64_t part_floats;
 };
 
 /* Keys [0, kend) of query i: kend = Sk, or the causal limit. */
@@ -118,23 +125,30 @@ static void attn_query_scalar(const struct cpu_attention *a, int64_t b, int64_t 
     }
 }
 
-/* Kt[d * ld + j] = K[j][d] for j < kn, zero up to kn rounded to 32: 16 keys by 16 dims at a
- * time through a register transpose (a gather per dim cost 12% of BERT's attention). */
-static CPU_AVX512 void attn_transpose_k(const struct cpu_attention *a, int64_t b, int64_t hk,
+/* Where the keys and values a task reads are: keys [k0, k0 + klen) of one kv head, F32 rows
+ * (the caller's, or widened from a half-precision cache), k and v at key k0. */
+struct attn_kv {
+    const float *k, *v;
+    int64_t kss, vss, k0, klen;
+};
+
+/* Kt[d * ld + j] = K[j][d] for j < kn (keys of kv), zero up to kn rounded to 32: 16 keys by 16
+ * dims at a time through a register transpose (a gather per dim cost 12% of BERT's
+ * attention). */
+static CPU_AVX512 void attn_transpose_k(const struct cpu_attention *a, const struct attn_kv *kv,
                                         int64_t kn, float *kt, int64_t ld)
 {
     int64_t kn32 = (kn + 31) / 32 * 32;
-    const float *base = (const float *)a->k + b * a->k_bs + hk * a->k_hs;
-    const float *vb = (const float *)a->v + b * a->v_bs + hk * a->v_hs;
+    const float *base = kv->k, *vb = kv->v;
     for (int64_t j0 = 0; j0 < kn32; j0 += 16) {
         for (int64_t i = 0; i < 16; i++) {
             for (int64_t d = 0; d < a->D; d += 16) {
                 if (j0 + ATTN_KV_PF + i < kn) {
-                    _mm_prefetch((const char *)(base + (j0 + ATTN_KV_PF + i) * a->k_ss + d),
+                    _mm_prefetch((const char *)(base + (j0 + ATTN_KV_PF + i) * kv->kss + d),
                                  _MM_HINT_T0);
                 }
                 if (j0 + i < kn) {
-                    _mm_prefetch((const char *)(vb + (j0 + i) * a->v_ss + d), _MM_HINT_T1);
+                    _mm_prefetch((const char *)(vb + (j0 + i) * kv->vss + d), _MM_HINT_T1);
                 }
             }
         }
@@ -142,7 +156,7 @@ static CPU_AVX512 void attn_transpose_k(const struct cpu_attention *a, int64_t b
             int64_t nd = a->D - d0 < 16 ? a->D - d0 : 16;
             __m512 r[16];
             for (int64_t i = 0; i < 16; i++) {
-                r[i] = j0 + i < kn ? cpu_load512(base + (j0 + i) * a->k_ss + d0, nd)
+                r[i] = j0 + i < kn ? cpu_load512(base + (j0 + i) * kv->kss + d0, nd)
                                    : _mm512_setzero_ps();
             }
             cpu_tr16_512(r);
@@ -232,9 +246,9 @@ static CPU_AVX512 void attn_scores_rows_512(int64_t D, const float *q, const flo
 }
 
 /* s[j] = exp(s[j] * scale + bias[j] + madd[j] - max) for j < kn (0 beyond); returns the sum,
- * or 0 when every key is hidden. */
+ * or 0 when every key is hidden; *mx gets max (-inf then). */
 static CPU_AVX512 float attn_softmax_512(float *s, int64_t kn, float scale, const float *bias,
-                                         const float *madd)
+                                         const float *madd, float *mx_out)
 {
     __m512 vs = _mm512_set1_ps(scale), mx = _mm512_set1_ps(-INFINITY);
     for (int64_t j0 = 0; j0 < kn; j0 += 16) {
@@ -248,6 +262,7 @@ static CPU_AVX512 float attn_softmax_512(float *s, int64_t kn, float scale, cons
         mx = _mm512_mask_max_ps(mx, m, mx, v);
     }
     float m_row = _mm512_reduce_max_ps(mx);
+    *mx_out = m_row;
     if (m_row == -INFINITY) {
         return 0.0f;
     }
@@ -371,60 +386,82 @@ static CPU_AVX512 void attn_pv_any_512(int nq, int64_t D, const float *p, int64_
 
 /* An ISA's softmax of one row of scores: attn_softmax_512 or attn_softmax_256. */
 typedef float (*attn_softmax_fn)(float *s, int64_t kn, float scale, const float *bias,
-                                 const float *madd);
+                                 const float *madd, float *mx_out);
+
+/* Keys of [k0, k0 + klen) that query i sees, counted from k0. */
+static int64_t attn_keys_in(const struct cpu_attention *a, int64_t i, int64_t k0, int64_t klen)
+{
+    int64_t n = attn_key_end(a, i) - k0;
+    return n < 0 ? 0 : (n < klen ? n : klen);
+}
 
 /*
- * Softmax of the nq score rows s + r * ld (row r: query is[r] of head hs[r]), each over the keys
- * its query sees, through the ISA's softmax that writes `width` lanes at a time; inv[r] gets
- * 1 / sum (0 for a row that sees no key). Keys a row does not see weigh 0 in the PV loop the
- * rows share, up to kn_max.
+ * Softmax of the nq score rows s + r * ld (row r: query is[r] of head hs[r]) over the keys
+ * [k0, k0 + klen) its query sees, through the ISA's softmax that writes `width` lanes at a time
+ * (madd starts at key k0); inv[r] gets 1 / sum (0 for a row that sees no key), or with stats
+ * (a part of the keys, merged later) 1 while stats[2r], stats[2r + 1] get the row's max and
+ * sum. Keys a row does not see weigh 0 in the PV loop the rows share, up to kn_max.
  */
 static void attn_softmax_rows(const struct cpu_attention *a, int64_t b, int nq, const int64_t *hs,
-                              const int64_t *is, int64_t kn_max, attn_softmax_fn softmax,
-                              int64_t width, float *s, int64_t ld, const float *madd, float *inv)
+                              const int64_t *is, int64_t k0, int64_t klen, int64_t kn_max,
+                              attn_softmax_fn softmax, int64_t width, float *s, int64_t ld,
+                              const float *madd, float *inv, float *stats)
 {
     for (int r = 0; r < nq; r++) {
-        int64_t i = is[r], kn = attn_key_end(a, i);
-        const float *bias = a->bias ? a->bias + b * a->bias_bs + (hs[r] * a->Sq + i) * a->Sk : NULL;
-        float *p = s + r * ld;
-        float sum = softmax(p, kn, a->scale, bias, madd);
+        int64_t i = is[r], kn = attn_keys_in(a, i, k0, klen);
+        const float *bias =
+            a->bias ? a->bias + b * a->bias_bs + (hs[r] * a->Sq + i) * a->Sk + k0 : NULL;
+        float *p = s + r * ld, mx = -INFINITY;
+        float sum = kn > 0 ? softmax(p, kn, a->scale, bias, madd, &mx) : 0.0f;
         int64_t from = sum > 0.0f ? (kn + width - 1) / width * width : 0;
         for (int64_t j = from; j < kn_max; j++) {
             p[j] = 0.0f;
         }
-        inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
+        inv[r] = sum > 0.0f ? (stats ? 1.0f : 1.0f / sum) : 0.0f;
+        if (stats) {
+            stats[2 * r] = mx;
+            stats[2 * r + 1] = sum;
+        }
     }
 }
 
 /*
- * Up to ATTN_GQ rows that share kv head hk of batch b: row r is query is[r] of head hs[r].
- * Kt holds the keys the last row sees (rows are in order of their causal limit), or is NULL
- * and the scores read K's rows in place.
+ * Up to ATTN_GQ rows of batch b that share the kv head kv holds: row r is query is[r] of head
+ * hs[r], over the keys of kv. Kt holds those keys (as many as the last row sees: rows are in
+ * order of their causal limit), or is NULL and the scores read K's rows in place. Without part
+ * the rows' outputs go to O; with it (a key split, merged by attn_merge) the unnormalised
+ * weighted sums go to part's row is[r] * H + hs[r] and their max and sum after all H * Sq rows.
  */
-static CPU_AVX512 void attn_rows_512(const struct cpu_attention *a, int64_t b, int64_t hk, int nq,
-                                     const int64_t *hs, const int64_t *is, const float *kt,
-                                     int64_t ld, float *s, const float *madd)
+static CPU_AVX512 void attn_rows_512(const struct cpu_attention *a, int64_t b,
+                                     const struct attn_kv *kv, int nq, const int64_t *hs,
+                                     const int64_t *is, const float *kt, int64_t ld, float *s,
+                                     const float *madd, float *part)
 {
-    const float *v0 = (const float *)a->v + b * a->v_bs + hk * a->v_hs;
-    const float *k0 = (const float *)a->k + b * a->k_bs + hk * a->k_hs;
     const float *q[ATTN_GQ];
-    float *o[ATTN_GQ], inv[ATTN_GQ];
+    float *o[ATTN_GQ], inv[ATTN_GQ], stats[2 * ATTN_GQ];
     int64_t kn_max = 0;
     for (int r = 0; r < nq; r++) {
         q[r] = a->q + b * a->q_bs + is[r] * a->q_ss + hs[r] * a->q_hs;
-        o[r] = a->o + b * a->o_bs + is[r] * a->o_ss + hs[r] * a->o_hs;
-        int64_t kn = attn_key_end(a, is[r]);
+        o[r] = part ? part + (is[r] * a->H + hs[r]) * a->D
+                    : a->o + b * a->o_bs + is[r] * a->o_ss + hs[r] * a->o_hs;
+        int64_t kn = attn_keys_in(a, is[r], kv->k0, kv->klen);
         kn_max = kn > kn_max ? kn : kn_max;
     }
     if (kt) {
         attn_scores_any_512(nq, a->D, q, kt, ld, kn_max, s);
     } else {
         for (int r = 0; r < nq; r++) {
-            attn_scores_rows_512(a->D, q[r], k0, a->k_ss, kn_max, s + r * ld);
+            attn_scores_rows_512(a->D, q[r], kv->k, kv->kss, kn_max, s + r * ld);
         }
     }
-    attn_softmax_rows(a, b, nq, hs, is, kn_max, attn_softmax_512, 16, s, ld, madd, inv);
-    attn_pv_any_512(nq, a->D, s, ld, inv, kn_max, v0, a->v_ss, o);
+    attn_softmax_rows(a, b, nq, hs, is, kv->k0, kv->klen, kn_max, attn_softmax_512, 16, s, ld, madd,
+                      inv, part ? stats : NULL);
+    attn_pv_any_512(nq, a->D, s, ld, inv, kn_max, kv->v, kv->vss, o);
+    for (int r = 0; part && r < nq; r++) {
+        float *st = part + a->H * a->Sq * a->D + 2 * (is[r] * a->H + hs[r]);
+        st[0] = stats[2 * r];
+        st[1] = stats[2 * r + 1];
+    }
 }
 
 /* Queries [i0, i1) of (b, h), ATTN_GQ at a time. */
@@ -432,14 +469,20 @@ static CPU_AVX512 void attn_block_512(const struct cpu_attention *a, int64_t b, 
                                       int64_t i0, int64_t i1, const float *kt, int64_t ld, float *s,
                                       const float *madd)
 {
-    int64_t hs[ATTN_GQ], is[ATTN_GQ];
+    int64_t hs[ATTN_GQ], is[ATTN_GQ], hk = h / (a->H / a->Hkv);
+    struct attn_kv kv = {(const float *)a->k + b * a->k_bs + hk * a->k_hs,
+                         (const float *)a->v + b * a->v_bs + hk * a->v_hs,
+                         a->k_ss,
+                         a->v_ss,
+                         0,
+                         a->Sk};
     for (int64_t g = i0; g < i1; g += ATTN_GQ) {
         int nq = i1 - g < ATTN_GQ ? (int)(i1 - g) : ATTN_GQ;
         for (int r = 0; r < nq; r++) {
             hs[r] = h;
             is[r] = g + r;
         }
-        attn_rows_512(a, b, h / (a->H / a->Hkv), nq, hs, is, kt, ld, s, madd);
+        attn_rows_512(a, b, &kv, nq, hs, is, kt, ld, s, madd, NULL);
     }
 }
 
@@ -450,11 +493,12 @@ static CPU_AVX512 void attn_block_512(const struct cpu_attention *a, int64_t b, 
  * TinyLlama's 8-head groups at 640 keys, attention was 16% of an int8 decode step).
  */
 static CPU_AVX512 void attn_group_512(const struct cpu_attention *a, int64_t b, int64_t hk,
-                                      float *kt, int64_t ld, float *s, const float *madd)
+                                      const struct attn_kv *kv, float *kt, int64_t ld, float *s,
+                                      const float *madd, float *part)
 {
     int64_t G = a->H / a->Hkv, n = G * a->Sq;
     int64_t hs[ATTN_GQ], is[ATTN_GQ];
-    attn_transpose_k(a, b, hk, attn_key_end(a, a->Sq - 1), kt, ld);
+    attn_transpose_k(a, kv, attn_keys_in(a, a->Sq - 1, kv->k0, kv->klen), kt, ld);
     /* Query-major rows, so each group of ATTN_GQ ends with the query that sees the most. */
     for (int64_t g = 0; g < n; g += ATTN_GQ) {
         int nq = n - g < ATTN_GQ ? (int)(n - g) : ATTN_GQ;
@@ -462,7 +506,7 @@ static CPU_AVX512 void attn_group_512(const struct cpu_attention *a, int64_t b, 
             hs[r] = hk * G + (g + r) % G;
             is[r] = (g + r) / G;
         }
-        attn_rows_512(a, b, hk, nq, hs, is, kt, ld, s, madd);
+        attn_rows_512(a, b, kv, nq, hs, is, kt, ld, s, madd, part);
     }
 }
 
@@ -554,7 +598,7 @@ static CPU_AVX2 void attn_scores_rows_256(int64_t D, const float *q, const float
 }
 
 static CPU_AVX2 float attn_softmax_256(float *s, int64_t kn, float scale, const float *bias,
-                                       const float *madd)
+                                       const float *madd, float *mx_out)
 {
     __m256 ninf = _mm256_set1_ps(-INFINITY), vs = _mm256_set1_ps(scale), mx = ninf;
     for (int64_t j0 = 0; j0 < kn; j0 += 8) {
@@ -568,6 +612,7 @@ static CPU_AVX2 float attn_softmax_256(float *s, int64_t kn, float scale, const 
         mx = _mm256_max_ps(mx, v);
     }
     float m_row = cpu_hmax256(mx);
+    *mx_out = m_row;
     if (m_row == -INFINITY) {
         return 0.0f;
     }
@@ -707,23 +752,21 @@ static CPU_AVX2 void attn_block_256(const struct cpu_attention *a, int64_t b, in
             }
         }
         int64_t hs[4] = {h, h, h, h}, is[4] = {g, g + 1, g + 2, g + 3};
-        attn_softmax_rows(a, b, nq, hs, is, kn_max, attn_softmax_256, 8, s, ld, madd, inv);
+        attn_softmax_rows(a, b, nq, hs, is, 0, a->Sk, kn_max, attn_softmax_256, 8, s, ld, madd, inv,
+                          NULL);
         attn_pv_any_256(nq, a->D, s, ld, inv, kn_max, v0, a->v_ss, o);
     }
 }
 
-/*
- * Keys and values [0, kn) of (b, hk) widened from a half-precision cache into kw and vw, and in
- * *w the view of them the F32 kernels read: rows of D, the same for every batch and kv head
- * (the task touches no other).
- */
-static void attn_widen_kv(const struct attn_job *j, int64_t b, int64_t hk, int64_t kn, float *kw,
-                          float *vw, struct cpu_attention *w)
+/* Keys and values [k0, k0 + kn) of (b, hk) widened from a half-precision cache into rows of D
+ * at kw and vw. */
+static void attn_widen_kv(const struct attn_job *j, int64_t b, int64_t hk, int64_t k0, int64_t kn,
+                          float *kw, float *vw)
 {
     const struct cpu_attention *a = j->a;
     size_t es = 2;
-    const char *k = (const char *)a->k + (size_t)(b * a->k_bs + hk * a->k_hs) * es;
-    const char *v = (const char *)a->v + (size_t)(b * a->v_bs + hk * a->v_hs) * es;
+    const char *k = (const char *)a->k + (size_t)(b * a->k_bs + hk * a->k_hs + k0 * a->k_ss) * es;
+    const char *v = (const char *)a->v + (size_t)(b * a->v_bs + hk * a->v_hs + k0 * a->v_ss) * es;
     for (int64_t t = 0; t < kn; t++) {
         if (t + ATTN_WIDEN_PF < kn) {
             for (int64_t off = 0; off < a->D * (int64_t)es; off += 64) {
@@ -734,12 +777,47 @@ static void attn_widen_kv(const struct attn_job *j, int64_t b, int64_t hk, int64
         cpu_widen(j->isa, a->D, k + (size_t)(t * a->k_ss) * es, a->kv_dtype, kw + t * a->D);
         cpu_widen(j->isa, a->D, v + (size_t)(t * a->v_ss) * es, a->kv_dtype, vw + t * a->D);
     }
-    *w = *a;
-    w->k = kw;
-    w->v = vw;
-    w->k_bs = w->k_hs = w->v_bs = w->v_hs = 0;
-    w->k_ss = w->v_ss = a->D;
-    w->kv_dtype = PTM_F32;
+}
+
+/* The key mask of batch b as additive F32 (0 or -inf), zero past Sk up to sk_pad. */
+static void attn_mask_add(const struct attn_job *j, int64_t b, float *madd)
+{
+    const struct cpu_attention *a = j->a;
+    for (int64_t k = 0; k < j->sk_pad; k++) {
+        madd[k] = a->key_mask && k < a->Sk && a->key_mask[b * a->Sk + k] == 0.0f ? -INFINITY : 0.0f;
+    }
+}
+
+/*
+ * A grouped task: keys [k0, k0 + klen) of split `split` of batch b, for every kv head in turn
+ * (so a thread reads whole cache rows of its key range, every kv head's part of them, instead
+ * of one kv head's part of every row); with several splits the results are parts to merge.
+ */
+static void attn_group_task(struct attn_job *j, int64_t b, int64_t split, float *kt)
+{
+    const struct cpu_attention *a = j->a;
+    float *s = kt + a->D * j->sk_pad, *madd = s + ATTN_GQ * j->sk_pad, *kw = madd + j->sk_pad;
+    int64_t kend = attn_key_end(a, a->Sq - 1);
+    int64_t k0 = split * j->split_len < kend ? split * j->split_len : kend;
+    int64_t klen = kend - k0 < j->split_len ? kend - k0 : j->split_len;
+    klen = klen < 0 ? 0 : klen;
+    float *part = j->splits > 1 ? j->part + (b * j->splits + split) * j->part_floats : NULL;
+    attn_mask_add(j, b, madd);
+    for (int64_t hk = 0; hk < a->Hkv; hk++) {
+        struct attn_kv kv = {(const float *)a->k + b * a->k_bs + hk * a->k_hs + k0 * a->k_ss,
+                             (const float *)a->v + b * a->v_bs + hk * a->v_hs + k0 * a->v_ss,
+                             a->k_ss,
+                             a->v_ss,
+                             k0,
+                             klen};
+        if (a->kv_dtype != PTM_F32) {
+            attn_widen_kv(j, b, hk, k0, klen, kw, kw + a->D * j->sk_pad);
+            kv.k = kw;
+            kv.v = kw + a->D * j->sk_pad;
+            kv.kss = kv.vss = a->D;
+        }
+        attn_group_512(a, b, hk, &kv, kt, j->sk_pad, s, madd + k0, part);
+    }
 }
 
 static void attn_task(void *ctx, int64_t task, int32_t thread)
@@ -751,45 +829,39 @@ static void attn_task(void *ctx, int64_t task, int32_t thread)
         atomic_store(&j->nomem, 1);
         return;
     }
-    float *s = kt + a->D * j->sk_pad;
-    float *madd = s + ATTN_GQ * j->sk_pad;
-    int64_t b = j->grouped ? task / a->Hkv : task / j->n_qblocks / a->H;
-    struct cpu_attention w;
-    if (a->kv_dtype != PTM_F32) {
-        int64_t i_last, hk;
-        if (j->grouped) {
-            i_last = a->Sq - 1;
-            hk = task % a->Hkv;
-        } else {
-            int64_t i0 = task % j->n_qblocks * ATTN_QB;
-            i_last = (i0 + ATTN_QB < a->Sq ? i0 + ATTN_QB : a->Sq) - 1;
-            hk = (task / j->n_qblocks) % a->H / (a->H / a->Hkv);
-        }
-        float *kw = madd + j->sk_pad;
-        attn_widen_kv(j, b, hk, attn_key_end(a, i_last), kw, kw + a->D * j->sk_pad, &w);
-        a = &w;
-    }
-    if (j->isa != CPU_ISA_SCALAR && a->D <= ATTN_MAX_SIMD_D) {
-        for (int64_t k = 0; k < j->sk_pad; k++) {
-            madd[k] =
-                a->key_mask && k < a->Sk && a->key_mask[b * a->Sk + k] == 0.0f ? -INFINITY : 0.0f;
-        }
-    }
     if (j->grouped) {
-        attn_group_512(a, b, task % a->Hkv, kt, j->sk_pad, s, madd);
+        attn_group_task(j, task / j->splits, task % j->splits, kt);
         return;
     }
+    float *s = kt + a->D * j->sk_pad;
+    float *madd = s + ATTN_GQ * j->sk_pad;
+    int64_t b = task / j->n_qblocks / a->H;
     int64_t qb = task % j->n_qblocks;
     int64_t h = (task / j->n_qblocks) % a->H;
     int64_t i0 = qb * ATTN_QB;
     int64_t i1 = i0 + ATTN_QB < a->Sq ? i0 + ATTN_QB : a->Sq;
+    int64_t hk = h / (a->H / a->Hkv), kend = attn_key_end(a, i1 - 1);
+    struct cpu_attention w;
+    if (a->kv_dtype != PTM_F32) {
+        /* The F32 kernels read a widened copy: rows of D, the same for every batch and kv head
+         * (the task touches no other). */
+        float *kw = madd + j->sk_pad;
+        attn_widen_kv(j, b, hk, 0, kend, kw, kw + a->D * j->sk_pad);
+        w = *a;
+        w.k = kw;
+        w.v = kw + a->D * j->sk_pad;
+        w.k_bs = w.k_hs = w.v_bs = w.v_hs = 0;
+        w.k_ss = w.v_ss = a->D;
+        w.kv_dtype = PTM_F32;
+        a = &w;
+    }
     if (j->isa == CPU_ISA_SCALAR || a->D > ATTN_MAX_SIMD_D) {
         for (int64_t i = i0; i < i1; i++) {
             attn_query_scalar(a, b, h, i, s);
         }
         return;
     }
-    int64_t hk = h / (a->H / a->Hkv), kend = attn_key_end(a, i1 - 1);
+    attn_mask_add(j, b, madd);
     /* A transposed K pays off once it serves a few groups of 4 queries; decode reads rows. */
     int rows = i1 - i0 <= ATTN_ROWS_MAX_Q;
     if (j->isa == CPU_ISA_AVX2) {
@@ -800,9 +872,52 @@ static void attn_task(void *ctx, int64_t task, int32_t thread)
         return;
     }
     if (!rows) {
-        attn_transpose_k(a, b, hk, kend, kt, j->sk_pad);
+        struct attn_kv kv = {(const float *)a->k + b * a->k_bs + hk * a->k_hs,
+                             (const float *)a->v + b * a->v_bs + hk * a->v_hs,
+                             a->k_ss,
+                             a->v_ss,
+                             0,
+                             a->Sk};
+        attn_transpose_k(a, &kv, kend, kt, j->sk_pad);
     }
     attn_block_512(a, b, h, i0, i1, rows ? NULL : kt, j->sk_pad, s, madd);
+}
+
+/*
+ * O from the key splits' parts: per row, the weighted sums rescaled to the largest max of the
+ * splits that saw a key (exp(m_s - m)) over the sums rescaled alike; zeros when none did.
+ */
+static void attn_merge(const struct attn_job *j)
+{
+    const struct cpu_attention *a = j->a;
+    int64_t rows = a->H * a->Sq;
+    for (int64_t b = 0; b < a->B; b++) {
+        const float *p0 = j->part + b * j->splits * j->part_floats;
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t h = r % a->H, i = r / a->H;
+            float *o = a->o + b * a->o_bs + i * a->o_ss + h * a->o_hs, m = -INFINITY, sum = 0;
+            for (int64_t sp = 0; sp < j->splits; sp++) {
+                const float *st = p0 + sp * j->part_floats + rows * a->D + 2 * r;
+                m = st[1] > 0 && st[0] > m ? st[0] : m;
+            }
+            for (int64_t d = 0; d < a->D; d++) {
+                o[d] = 0;
+            }
+            for (int64_t sp = 0; sp < j->splits && m > -INFINITY; sp++) {
+                const float *part = p0 + sp * j->part_floats, *st = part + rows * a->D + 2 * r;
+                if (st[1] > 0) {
+                    float f = expf(st[0] - m);
+                    sum += f * st[1];
+                    for (int64_t d = 0; d < a->D; d++) {
+                        o[d] += f * part[r * a->D + d];
+                    }
+                }
+            }
+            for (int64_t d = 0; sum > 0 && d < a->D; d++) {
+                o[d] /= sum;
+            }
+        }
+    }
 }
 
 static ptm_status attn_check(const struct cpu_attention *a)
@@ -847,8 +962,28 @@ ptm_status cpu_attention_run(const cpu_ctx *ctx, const struct cpu_attention *a)
     atomic_init(&j.nomem, 0);
     /* Below ~1 MFLOP, waking the pool costs more than the work (batch 1, short prompts). */
     double flops = 4.0 * (double)(a->B * a->H) * (double)a->Sq * (double)a->Sk * (double)a->D;
-    int64_t tasks = j.grouped ? a->B * a->Hkv : a->B * a->H * j.n_qblocks;
-    cpu_pool_run(flops < 1e6 ? NULL : ctx->pool, tasks, attn_task, &j);
+    cpu_pool *pool = flops < 1e6 ? NULL : ctx->pool;
+    int64_t tasks = a->B * a->H * j.n_qblocks;
+    if (j.grouped) {
+        /* Grouped decode splits the keys between the threads, ATTN_SPLIT_MIN at least each. */
+        int64_t kend = attn_key_end(a, a->Sq - 1), threads = cpu_pool_size(pool);
+        j.splits = kend / ATTN_SPLIT_MIN < threads ? kend / ATTN_SPLIT_MIN : threads;
+        j.splits = j.splits < 1 ? 1 : j.splits;
+        j.split_len = ((kend + j.splits - 1) / j.splits + 15) / 16 * 16;
+        j.part_floats = a->H * a->Sq * (a->D + 2);
+        if (j.splits > 1) {
+            j.part = malloc((size_t)(a->B * j.splits * j.part_floats) * sizeof(float));
+            if (j.part == NULL) {
+                return ptm_error_set(PTM_E_NOMEM, "cpu: attention: out of memory");
+            }
+        }
+        tasks = a->B * j.splits;
+    }
+    cpu_pool_run(pool, tasks, attn_task, &j);
+    if (!atomic_load(&j.nomem) && j.part != NULL) {
+        attn_merge(&j);
+    }
+    free(j.part);
     if (atomic_load(&j.nomem)) {
         return ptm_error_set(PTM_E_NOMEM,
                              "cpu: attention: %zu bytes of scratch per thread: out of memory",
