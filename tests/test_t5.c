@@ -275,9 +275,10 @@ Test(t5, greedy_decoding_matches_transformers_generate_v1_1)
     check_greedy(FIXTURE("t5-tiny-v1_1"));
 }
 
-/* The decoder fed through the KV cache in two chunks (the encoder output passed back as
- * encoder_outputs) gives the fixture's logits, as one pass does. */
-Test(t5, decoder_cache_in_two_chunks_matches_transformers)
+/* The decoder fed through a KV cache of dtype dt in two chunks (the encoder output passed back
+ * as encoder_outputs) gives the fixture's logits within tol, as one pass does; returns the
+ * largest error. */
+static double check_cache_chunks(ptm_dtype dt, double tol)
 {
     enum { SPLIT = 4 };
     const char *dir = FIXTURE("t5-tiny-v1_1");
@@ -288,7 +289,7 @@ Test(t5, decoder_cache_in_two_chunks_matches_transformers)
     const struct ptm_st_tensor *want = st_get(expected, "logits");
     int64_t B = dec->shape[0], T = dec->shape[1], V = want->shape[2];
     ptm_kv_cache *cache = NULL;
-    cr_assert_eq(ptm_kv_cache_new(m, B, T, PTM_F32, &cache), PTM_OK, "%s", ptm_last_error());
+    cr_assert_eq(ptm_kv_cache_new(m, B, T, dt, &cache), PTM_OK, "%s", ptm_last_error());
     ptm_tensor_map *in = NULL;
     cr_assert_eq(ptm_tensor_map_new(&in), PTM_OK);
     set_st_input(in, inputs, "input_ids");
@@ -321,7 +322,7 @@ Test(t5, decoder_cache_in_two_chunks_matches_transformers)
         }
         ptm_tensor_map_free(out);
     }
-    cr_expect(err <= PTM_TOL_F32, "max abs error %.3g", err);
+    cr_expect(err <= tol, "%s cache: max abs error %.3g", ptm_dtype_name(dt), err);
     /* The cross-attention keys and values came from the first chunk's forward and were kept;
      * a reset makes the next request project them again. */
     ptm_tensor *ck = NULL, *cv = NULL;
@@ -340,6 +341,22 @@ Test(t5, decoder_cache_in_two_chunks_matches_transformers)
     ptm_st_close(inputs);
     ptm_st_close(expected);
     ptm_model_free(m);
+    return err;
+}
+
+Test(t5, decoder_cache_in_two_chunks_matches_transformers)
+{
+    check_cache_chunks(PTM_F32, PTM_TOL_F32);
+}
+
+/* Self- and cross-attention keys and values rounded as a half-precision cache stores them:
+ * within the BF16 tolerance. */
+Test(t5, half_precision_cache_stays_within_bf16_tolerance)
+{
+    double f16 = check_cache_chunks(PTM_F16, PTM_TOL_BF16);
+    double bf16 = check_cache_chunks(PTM_BF16, PTM_TOL_BF16);
+    cr_log_info("t5-tiny-v1_1 through an F16 cache: max abs error %.3g, BF16 cache %.3g", f16,
+                bf16);
 }
 
 Test(t5, encoder_model_refuses_a_cache)
