@@ -40,4 +40,15 @@ static inline void set_host_input(ptm_tensor_map *in, const char *name, ptm_dtyp
     ptm_tensor_free(x);
 }
 
+/*
+ * check(dt, tol) for an F16 and a BF16 KV cache within tol (the BF16 tolerance: a half cache
+ * rounds the keys and values it stores), logging both largest errors; check returns its error.
+ */
+static inline void check_half_caches(double (*check)(ptm_dtype, double), double tol,
+                                     const char *what)
+{
+    double f16 = check(PTM_F16, tol), bf16 = check(PTM_BF16, tol);
+    cr_log_info("%s through an F16 cache: max abs error %.3g, BF16 cache %.3g", what, f16, bf16);
+}
+
 #endif

@@ -251,10 +251,7 @@ Test(llama, cache_in_two_chunks_equals_one_pass)
 /* A half-precision cache rounds the keys and values it stores: within the BF16 tolerance. */
 Test(llama, half_precision_cache_stays_within_bf16_tolerance)
 {
-    double f16 = check_cache_chunks(PTM_F16, PTM_TOL_BF16);
-    double bf16 = check_cache_chunks(PTM_BF16, PTM_TOL_BF16);
-    cr_log_info("llama-tiny-gqa2 through an F16 cache: max abs error %.3g, BF16 cache %.3g", f16,
-                bf16);
+    check_half_caches(check_cache_chunks, PTM_TOL_BF16, "llama-tiny-gqa2");
 }
 
 Test(llama, config_defaults_are_transformers)

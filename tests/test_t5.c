@@ -353,10 +353,7 @@ Test(t5, decoder_cache_in_two_chunks_matches_transformers)
  * within the BF16 tolerance. */
 Test(t5, half_precision_cache_stays_within_bf16_tolerance)
 {
-    double f16 = check_cache_chunks(PTM_F16, PTM_TOL_BF16);
-    double bf16 = check_cache_chunks(PTM_BF16, PTM_TOL_BF16);
-    cr_log_info("t5-tiny-v1_1 through an F16 cache: max abs error %.3g, BF16 cache %.3g", f16,
-                bf16);
+    check_half_caches(check_cache_chunks, PTM_TOL_BF16, "t5-tiny-v1_1");
 }
 
 Test(t5, encoder_model_refuses_a_cache)
