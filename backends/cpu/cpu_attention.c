@@ -3,7 +3,8 @@
  * key padding mask, causal mask with a KV-cache offset, and an additive per-head bias (T5).
  *
  * One task is one (batch, head, block of ATTN_QB queries), or in GQA decode on AVX-512 one
- * (batch, kv head) with every query of the heads that share it. A task copies the keys it can see
+ * (batch, range of keys) with every query of every head, kv head by kv head; the ranges'
+ * partial results are merged by their softmax max and sum. A task copies the keys it can see
  * into a transposed [D, keys] scratch, so the scores of ATTN_GQ (8) queries against 32 keys (4
  * against 16 on AVX2) are D steps of shared Kt loads and broadcast-FMAs; a block of at most
  * ATTN_ROWS_MAX_Q queries (decode) would not repay the transpose and takes dot products with
@@ -804,17 +805,14 @@ static void attn_group_task(struct attn_job *j, int64_t b, int64_t split, float 
     float *part = j->splits > 1 ? j->part + (b * j->splits + split) * j->part_floats : NULL;
     attn_mask_add(j, b, madd);
     for (int64_t hk = 0; hk < a->Hkv; hk++) {
-        struct attn_kv kv = {(const float *)a->k + b * a->k_bs + hk * a->k_hs + k0 * a->k_ss,
-                             (const float *)a->v + b * a->v_bs + hk * a->v_hs + k0 * a->v_ss,
-                             a->k_ss,
-                             a->v_ss,
-                             k0,
-                             klen};
+        struct attn_kv kv = {kw, kw + a->D * j->sk_pad, a->D, a->D, k0, klen};
         if (a->kv_dtype != PTM_F32) {
             attn_widen_kv(j, b, hk, k0, klen, kw, kw + a->D * j->sk_pad);
-            kv.k = kw;
-            kv.v = kw + a->D * j->sk_pad;
-            kv.kss = kv.vss = a->D;
+        } else {
+            kv.k = (const float *)a->k + b * a->k_bs + hk * a->k_hs + k0 * a->k_ss;
+            kv.v = (const float *)a->v + b * a->v_bs + hk * a->v_hs + k0 * a->v_ss;
+            kv.kss = a->k_ss;
+            kv.vss = a->v_ss;
         }
         attn_group_512(a, b, hk, &kv, kt, j->sk_pad, s, madd + k0, part);
     }
