@@ -37,9 +37,7 @@
 #define ATTN_KV_PF 64
 /* Fewest keys a split of grouped decode attention takes: below, one thread does them all. */
 #define ATTN_SPLIT_MIN 128
-#ifndef ATTN_WIDEN_PF
-#define ATTN_WIDEN_PF 32 /* rows of a half-precision cache prefetched ahead of their widening */
-#endif
+#define ATTN_WIDEN_PF  32 /* rows of a half-precision cache prefetched ahead of their widening */
 
 struct attn_job {
     const struct cpu_attention *a;
@@ -426,6 +424,12 @@ static void attn_softmax_rows(const struct cpu_attention *a, int64_t b, int nq, 
     }
 }
 
+/* Where a key split's part keeps the max and sum of row r (query i * H + head h). */
+static float *attn_part_stats(const struct cpu_attention *a, float *part, int64_t r)
+{
+    return part + a->H * a->Sq * a->D + 2 * r;
+}
+
 /*
  * Up to ATTN_GQ rows of batch b that share the kv head kv holds: row r is query is[r] of head
  * hs[r], over the keys of kv. Kt holds those keys (as many as the last row sees: rows are in
@@ -459,31 +463,25 @@ static CPU_AVX512 void attn_rows_512(const struct cpu_attention *a, int64_t b,
                       inv, part ? stats : NULL);
     attn_pv_any_512(nq, a->D, s, ld, inv, kn_max, kv->v, kv->vss, o);
     for (int r = 0; part && r < nq; r++) {
-        float *st = part + a->H * a->Sq * a->D + 2 * (is[r] * a->H + hs[r]);
+        float *st = attn_part_stats(a, part, is[r] * a->H + hs[r]);
         st[0] = stats[2 * r];
         st[1] = stats[2 * r + 1];
     }
 }
 
-/* Queries [i0, i1) of (b, h), ATTN_GQ at a time. */
+/* Queries [i0, i1) of (b, h) over the keys of kv, ATTN_GQ at a time. */
 static CPU_AVX512 void attn_block_512(const struct cpu_attention *a, int64_t b, int64_t h,
-                                      int64_t i0, int64_t i1, const float *kt, int64_t ld, float *s,
-                                      const float *madd)
+                                      int64_t i0, int64_t i1, const struct attn_kv *kv,
+                                      const float *kt, int64_t ld, float *s, const float *madd)
 {
-    int64_t hs[ATTN_GQ], is[ATTN_GQ], hk = h / (a->H / a->Hkv);
-    struct attn_kv kv = {(const float *)a->k + b * a->k_bs + hk * a->k_hs,
-                         (const float *)a->v + b * a->v_bs + hk * a->v_hs,
-                         a->k_ss,
-                         a->v_ss,
-                         0,
-                         a->Sk};
+    int64_t hs[ATTN_GQ], is[ATTN_GQ];
     for (int64_t g = i0; g < i1; g += ATTN_GQ) {
         int nq = i1 - g < ATTN_GQ ? (int)(i1 - g) : ATTN_GQ;
         for (int r = 0; r < nq; r++) {
             hs[r] = h;
             is[r] = g + r;
         }
-        attn_rows_512(a, b, &kv, nq, hs, is, kt, ld, s, madd, NULL);
+        attn_rows_512(a, b, kv, nq, hs, is, kt, ld, s, madd, NULL);
     }
 }
 
@@ -869,16 +867,16 @@ static void attn_task(void *ctx, int64_t task, int32_t thread)
         attn_block_256(a, b, h, i0, i1, rows ? NULL : kt, j->sk_pad, s, madd);
         return;
     }
+    struct attn_kv kv = {(const float *)a->k + b * a->k_bs + hk * a->k_hs,
+                         (const float *)a->v + b * a->v_bs + hk * a->v_hs,
+                         a->k_ss,
+                         a->v_ss,
+                         0,
+                         a->Sk};
     if (!rows) {
-        struct attn_kv kv = {(const float *)a->k + b * a->k_bs + hk * a->k_hs,
-                             (const float *)a->v + b * a->v_bs + hk * a->v_hs,
-                             a->k_ss,
-                             a->v_ss,
-                             0,
-                             a->Sk};
         attn_transpose_k(a, &kv, kend, kt, j->sk_pad);
     }
-    attn_block_512(a, b, h, i0, i1, rows ? NULL : kt, j->sk_pad, s, madd);
+    attn_block_512(a, b, h, i0, i1, &kv, rows ? NULL : kt, j->sk_pad, s, madd);
 }
 
 /*
@@ -890,19 +888,20 @@ static void attn_merge(const struct attn_job *j)
     const struct cpu_attention *a = j->a;
     int64_t rows = a->H * a->Sq;
     for (int64_t b = 0; b < a->B; b++) {
-        const float *p0 = j->part + b * j->splits * j->part_floats;
+        float *p0 = j->part + b * j->splits * j->part_floats;
         for (int64_t r = 0; r < rows; r++) {
             int64_t h = r % a->H, i = r / a->H;
             float *o = a->o + b * a->o_bs + i * a->o_ss + h * a->o_hs, m = -INFINITY, sum = 0;
             for (int64_t sp = 0; sp < j->splits; sp++) {
-                const float *st = p0 + sp * j->part_floats + rows * a->D + 2 * r;
+                const float *st = attn_part_stats(a, p0 + sp * j->part_floats, r);
                 m = st[1] > 0 && st[0] > m ? st[0] : m;
             }
             for (int64_t d = 0; d < a->D; d++) {
                 o[d] = 0;
             }
             for (int64_t sp = 0; sp < j->splits && m > -INFINITY; sp++) {
-                const float *part = p0 + sp * j->part_floats, *st = part + rows * a->D + 2 * r;
+                float *part = p0 + sp * j->part_floats;
+                const float *st = attn_part_stats(a, part, r);
                 if (st[1] > 0) {
                     float f = expf(st[0] - m);
                     sum += f * st[1];
@@ -952,7 +951,7 @@ ptm_status cpu_attention_run(const cpu_ctx *ctx, const struct cpu_attention *a)
                          .isa = ctx->isa,
                          .n_qblocks = (a->Sq + ATTN_QB - 1) / ATTN_QB,
                          .sk_pad = (a->Sk + 31) / 32 * 32};
-    /* A few queries of several heads per kv head: one task per kv head (attn_group_512). */
+    /* A few queries of several heads per kv head: tasks of key ranges (attn_group_task). */
     j.grouped = ctx->isa == CPU_ISA_AVX512 && a->D <= ATTN_MAX_SIMD_D && a->Sq <= ATTN_ROWS_MAX_Q &&
                 (a->H / a->Hkv) * a->Sq > ATTN_ROWS_MAX_Q;
     size_t rows = (size_t)a->D * (a->kv_dtype != PTM_F32 ? 3 : 1) + ATTN_GQ + 1;
