@@ -44,12 +44,6 @@
 #ifndef GEMV_PFT
 #define GEMV_PFT 1
 #endif
-/* Bytes of weight rows a thread claims at a time (cpu_steal): small enough that the threads
- * finish within a few microseconds of each other, large enough that a claim (one atomic) and
- * the restart of the prefetch stream cost nothing. */
-#ifndef GEMV_GRAIN
-#define GEMV_GRAIN (64 * 1024)
-#endif
 #ifndef GEMV_HINT
 #define GEMV_HINT _MM_HINT_T1
 #endif
@@ -424,9 +418,8 @@ int cpu_gemv(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A
     }
     gemv_prepare(&j, ap);
     j.ap = ap;
-    /* One contiguous region per thread, claimed ~GEMV_GRAIN bytes (whole tiles) at a time. */
-    int64_t grain = GEMV_GRAIN / (j.ldb_bytes > 0 ? j.ldb_bytes : 1) / GEMV_R * GEMV_R;
-    cpu_pool_run(ctx->pool, cpu_steal_init(&j.steal, ctx->pool, N, grain > 0 ? grain : GEMV_R),
-                 gemv_task, &j);
+    /* One contiguous region per thread, claimed CPU_STEAL_BYTES (whole tiles) at a time. */
+    int64_t grain = cpu_steal_grain(j.ldb_bytes, GEMV_R);
+    cpu_pool_run(ctx->pool, cpu_steal_init(&j.steal, ctx->pool, N, grain), gemv_task, &j);
     return 1;
 }

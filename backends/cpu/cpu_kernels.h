@@ -73,6 +73,15 @@ typedef struct cpu_steal {
     int64_t n_regions;
 } cpu_steal;
 
+/* Bytes of rows a streaming kernel hands out at a time: small enough that the threads finish
+ * within a few microseconds of each other, large enough that a claim (one atomic) and the
+ * restart of a prefetch stream cost nothing. */
+#define CPU_STEAL_BYTES (64 * 1024)
+
+/* cpu_steal_grain - the grain for rows of row_bytes each, in whole tiles of `tile` rows: about
+ * CPU_STEAL_BYTES, at least one tile. */
+int64_t cpu_steal_grain(int64_t row_bytes, int64_t tile);
+
 /* cpu_steal_init - regions of [0, n) for the pool's threads (grain >= 1); returns the number of
  * regions, the task count to pass to cpu_pool_run. */
 int64_t cpu_steal_init(cpu_steal *s, const cpu_pool *pool, int64_t n, int64_t grain);

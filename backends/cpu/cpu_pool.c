@@ -332,6 +332,12 @@ void cpu_pool_range(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, v
     cpu_pool_run(pool, (n + step - 1) / step, pool_range_task, &r);
 }
 
+int64_t cpu_steal_grain(int64_t row_bytes, int64_t tile)
+{
+    int64_t g = CPU_STEAL_BYTES / (row_bytes > 0 ? row_bytes : 1) / tile * tile;
+    return g > 0 ? g : tile;
+}
+
 int64_t cpu_steal_init(cpu_steal *s, const cpu_pool *pool, int64_t n, int64_t grain)
 {
     int64_t regions = cpu_pool_size(pool) < CPU_STEAL_MAX ? cpu_pool_size(pool) : CPU_STEAL_MAX;

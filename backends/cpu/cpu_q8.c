@@ -53,10 +53,6 @@
 #ifndef Q8_PFT
 #define Q8_PFT 2
 #endif
-/* Bytes of weight rows a decode thread claims at a time (as GEMV_GRAIN in cpu_gemv.c). */
-#ifndef Q8_GRAIN
-#define Q8_GRAIN (64 * 1024)
-#endif
 #define CPU_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
 
 size_t cpu_q8_row_bytes(int64_t k)
@@ -626,11 +622,10 @@ ptm_status cpu_q8_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, cons
             q8_act_rows(&j, 0, j.M);
             j.nr = Q8_DNR;
             j.pf_lines = (int)((j.nr * (int64_t)j.row_bytes + 64 * chunks - 1) / (64 * chunks));
-            /* Decode: one contiguous region per thread, claimed ~Q8_GRAIN bytes at a time. */
-            int64_t grain = Q8_GRAIN / (int64_t)j.row_bytes / Q8_DNR * Q8_DNR;
-            cpu_pool_run(ctx->pool,
-                         cpu_steal_init(&j.steal, ctx->pool, N, grain > 0 ? grain : Q8_DNR),
-                         q8_task_decode, &j);
+            /* Decode: one contiguous region per thread, claimed CPU_STEAL_BYTES at a time. */
+            int64_t grain = cpu_steal_grain((int64_t)j.row_bytes, Q8_DNR);
+            cpu_pool_run(ctx->pool, cpu_steal_init(&j.steal, ctx->pool, N, grain), q8_task_decode,
+                         &j);
             continue;
         }
         cpu_pool_range(ctx->pool, j.M, 1, q8_act_rows, &j);
