@@ -1,12 +1,12 @@
 /*
  * test_cpu_gemm.c - cpu_gemm (backends/cpu/cpu_gemm.c) against a double-precision reference on
- * odd shapes, for both the small-M kernel and the OpenBLAS tiles, with every epilogue, F32,
- * BF16 and F16 weights, and the scalar and the best SIMD path.
+ * odd shapes, for the small-M kernels, the AVX-512 large-M engine and the OpenBLAS tiles, with
+ * every epilogue, F32, BF16 and F16 weights, and the scalar and the best SIMD path.
  *
  * Tolerance: |err| <= 1e-5 * sum_k |a_ik b_jk| + 1e-6. F32 accumulation over K terms has a
  * worst-case bound of K * 2^-24 * sum|ab|; for random-sign data the error grows like
- * sqrt(K) * 2^-24, well under 1e-5 * sum|ab| for K <= 2000. Half-precision weights are compared
- * against the same reference on the widened weights, so the same bound holds.
+ * sqrt(K) * 2^-24, well under 1e-5 * sum|ab| for K of a few thousand. Half-precision weights are
+ * compared against the same reference on the widened weights, so the same bound holds.
  */
 #include "cpu_test_util.h"
 
@@ -199,7 +199,7 @@ Test(cpu_gemm, strided_operands_leave_gaps_untouched)
     int32_t isas[3];
     int n = test_n_isas(isas);
     test_seed(5);
-    const int64_t rows[] = {5, 16, 28, 70}; /* dot, outer 16 and 32 lanes, OpenBLAS */
+    const int64_t rows[] = {5, 16, 28, 70}; /* dot, outer 16 and 32 lanes, large M */
     for (int t = 0; t < n; t++) {
         for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
             int64_t M = rows[r];
@@ -257,6 +257,41 @@ Test(cpu_gemm, small_m_kernels_match_reference_on_every_row_count_and_edge)
             run_case(isas[t], 29, 25, 7, 1, dts[d], CPU_ACT_RELU, 1, 0);
             run_case(isas[t], 15, 24, 16, 1, dts[d], CPU_ACT_NONE, 0, 1);
         }
+    }
+}
+
+Test(cpu_gemm, large_m_engine_covers_k_chunks_n_slices_and_edges)
+{
+    /* On AVX-512, M >= 32 runs cpu_gemm_512: M = 200 is two full 96-row blocks and a short one
+     * with a 2-row tile; N = 4100 packs two slices, the second a 4-column panel; K = 3100 runs in
+     * three chunks, the later ones adding to C, the epilogue after the last; M = 33..38 ends in
+     * every tile height, with panel groups splitting N between the threads. */
+    int32_t isas[3];
+    int n = test_n_isas(isas);
+    test_seed(8);
+    const ptm_dtype dts[] = {PTM_F32, PTM_BF16, PTM_F16};
+    for (int t = 0; t < n; t++) {
+        for (int32_t tr = 0; tr < 2; tr++) {
+            run_case(isas[t], 200, 4100, 20, tr, PTM_F32, CPU_ACT_NONE, 1, 0);
+            run_case(isas[t], 97, 130, 3100, tr, dts[1 + tr], CPU_ACT_GELU, 1, 1);
+            for (int64_t M = 33; M <= 38; M++) {
+                run_case(isas[t], M, 200, 37, tr, dts[M % 3], (int32_t)(M % 5), 1, (int)(M % 2));
+            }
+        }
+        /* C accumulating across K chunks on top of the residual it already holds. */
+        cpu_ctx ctx = test_ctx(isas[t]);
+        int64_t M = 70, N = 90, K = 1700;
+        float *A = test_randn(M * K, -1, 1), *B = test_randn(N * K, -1, 1);
+        float *C = test_randn(M * N, -1, 1), *res = malloc((size_t)(M * N) * sizeof(float));
+        memcpy(res, C, (size_t)(M * N) * sizeof(float));
+        struct cpu_epilogue ep = {NULL, CPU_ACT_NONE, C, N};
+        cr_assert_eq(cpu_gemm(&ctx, M, N, K, A, K, B, PTM_F32, K, 1, C, N, &ep), PTM_OK);
+        check_gemm(M, N, K, A, B, 1, &ep, res, C, "aliased residual, K chunks");
+        free(A);
+        free(B);
+        free(C);
+        free(res);
+        test_ctx_free(&ctx);
     }
 }
 

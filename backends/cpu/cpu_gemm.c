@@ -2,20 +2,21 @@
  * cpu_gemm.c - C = act(A . op(B) + bias) + residual for F32 activations and F32/BF16/F16
  * weights, parallelised over output tiles on the backend's pool.
  *
- * Three engines. Large M: OpenBLAS sgemm, single-threaded per tile (cpu_blas_init), one task per
- * tile, with the epilogue applied while the tile is in cache; half-precision weights are first
- * widened to F32 in parallel (O(NK) against the O(MNK) product) into scratch kept across calls.
+ * Three engines. Large M: on AVX-512 the packed-panel GEMM of cpu_gemm_512.c, which widens
+ * half-precision weights as it packs them; below AVX-512, OpenBLAS sgemm, single-threaded per tile
+ * (cpu_blas_init), one task per tile, with the epilogue applied while the tile is in cache and
+ * half-precision weights first widened to F32 in parallel (O(NK) against the O(MNK) product)
+ * into scratch kept across calls.
  * Small M (M < GEMM_SMALL_M, the batch-1 and decode case), AVX-512 and M close to 16 or 32: an
  * outer-product kernel whose zmm lanes are the rows of A (A^T packed per task into thread-local
  * scratch), broadcasting one B element per output column, 24 zmm accumulators and no horizontal
  * sums; F32 rows are read in place when their stride suits L1, else copied per K chunk as
  * half-precision rows are widened. Other small M: a dot-product kernel on B's [N, K] rows, 4x4
  * output tiles of 16-lane FMAs, which reads half-precision rows directly (widened per K chunk), so
- * decode streams each weight byte once; it has AVX-512, AVX2 and scalar forms. OpenBLAS picks its
- * own ISA. M <= 4 on AVX-512 goes to the streaming GEMV of cpu_gemv.c, Q8_0 weights to
- * cpu_q8_outer.c (M >= Q8_OUTER_MIN_M with VNNI) or cpu_q8.c, and (opt-in, ctx->bf16_dot) BF16
- * weights of the large-M case to cpu_gemm_bf16.c, each with this file's epilogue. This file does
- * not know what a model is.
+ * decode streams each weight byte once; it has AVX-512, AVX2 and scalar forms. M <= 4 on AVX-512
+ * goes to the streaming GEMV of cpu_gemv.c, Q8_0 weights to cpu_q8_outer.c (M >= Q8_OUTER_MIN_M
+ * with VNNI) or cpu_q8.c, and (opt-in, ctx->bf16_dot) BF16 weights of the large-M case to
+ * cpu_gemm_bf16.c, each with this file's epilogue. This file does not know what a model is.
  */
 #include "cpu_kernels.h"
 #include "cpu_simd.h"
@@ -823,6 +824,10 @@ ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const f
     if ((b_dtype == PTM_BF16 || b_dtype == PTM_F16) && b_trans && ctx->bf16_dot &&
         cpu_gemm_bf16(ctx, M, N, K, A, lda, B, b_dtype, ldb, C, ldc, j.accumulate,
                       gemm_epilogue_cols, &j)) {
+        return PTM_OK;
+    }
+    if (cpu_gemm_512(ctx, M, N, K, A, lda, B, b_dtype, ldb, b_trans, C, ldc, j.accumulate,
+                     gemm_epilogue_cols, &j)) {
         return PTM_OK;
     }
     if (b_dtype != PTM_F32) {

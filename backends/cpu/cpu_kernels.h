@@ -184,14 +184,14 @@ struct cpu_epilogue {
  * M <= 4 with b_trans on AVX-512 runs cpu_gemv (the decode path). With ctx->bf16_dot, BF16
  * and F16 weights with b_trans that reach the large-M path run cpu_gemm_bf16 where the CPU has
  * AVX512-BF16: there, and only there, activations (and F16 weights) are rounded to BF16 (as a
- * bf16 model computes in PyTorch). Otherwise half-precision weights are
- * widened to F32 (in registers for small M on AVX-512, per K chunk or whole matrix otherwise)
- * and multiplied in F32, so results equal the F32 GEMM on the widened weights up to summation
- * order; activations are never rounded to BF16. M < 32 with b_trans uses the built-in
- * kernels (an AVX-512 outer-product kernel for M in 14..16 and 24..31, keeping per-thread
- * scratch across calls, else a dot-product kernel), anything else OpenBLAS. C must not overlap
- * A or B; the residual may be C only without an activation (else PTM_E_INVAL). PTM_E_NOMEM
- * when widening scratch fails.
+ * bf16 model computes in PyTorch). Otherwise half-precision weights are widened to F32 (in
+ * registers for small M on AVX-512, as they are packed for large M there, per K chunk or whole
+ * matrix otherwise) and multiplied in F32, so results equal the F32 GEMM on the widened weights
+ * up to summation order; activations are never rounded to BF16. M < 32 with b_trans uses the
+ * built-in kernels (an AVX-512 outer-product kernel for M in 14..16 and 24..31, keeping
+ * per-thread scratch across calls, else a dot-product kernel), anything else cpu_gemm_512 on
+ * AVX-512 and OpenBLAS below it. C must not overlap A or B; the residual may be C only without an
+ * activation (else PTM_E_INVAL). PTM_E_NOMEM when widening scratch fails.
  */
 ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A,
                     int64_t lda, const void *B, ptm_dtype b_dtype, int64_t ldb, int32_t b_trans,
@@ -237,6 +237,19 @@ int cpu_gemv(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A
 int cpu_gemm_bf16(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                   const void *B, ptm_dtype b_dtype, int64_t ldb, float *C, int64_t ldc,
                   int accumulate, cpu_cols_fn epi, void *epi_arg);
+
+/* ---- large-M GEMM on AVX-512 (cpu_gemm_512.c) ---- */
+
+/*
+ * cpu_gemm_512 - C[M, N] (+)= A[M, K] . op(B) in F32 arithmetic, B F32, BF16 or F16 (widened
+ * exactly), [N, K] rows (b_trans) or [K, N], row stride ldb elements: B is packed once per call
+ * into this thread's scratch slot 0 and shared by the pool's tasks. epi (may be NULL) runs per
+ * finished block of rows x panel of columns. Returns 0 without touching C when it cannot run
+ * (isa below AVX-512, an empty product, no scratch), 1 when done.
+ */
+int cpu_gemm_512(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                 const void *B, ptm_dtype b_dtype, int64_t ldb, int32_t b_trans, float *C,
+                 int64_t ldc, int accumulate, cpu_cols_fn epi, void *epi_arg);
 
 /* ---- int8 block-quantized weights, PTM_Q8_0 (cpu_q8.c) ---- */
 
