@@ -85,7 +85,10 @@ static void steal_task(void *ctx, int64_t task, int32_t thread)
     struct steal_ctx *c = ctx;
     int64_t cursor = 0, lo, hi;
     while (cpu_steal_next(&c->steal, task, &cursor, &lo, &hi)) {
-        cr_assert(lo < hi && hi - lo <= c->steal.grain);
+        /* whole grains inside one region (the last may end short at n) */
+        cr_assert(lo < hi && lo % c->steal.grain == 0 &&
+                  lo / c->steal.region == (hi - 1) / c->steal.region);
+        cr_assert(hi == c->steal.n || (hi - lo) % c->steal.grain == 0);
         if (lo / c->steal.region != task) {
             atomic_fetch_add(&c->stolen, 1);
         }

@@ -59,9 +59,10 @@ void cpu_pool_range(cpu_pool *pool, int64_t n, int64_t grain, cpu_range_fn fn, v
 /*
  * Work stealing for streaming kernels (decode GEMVs). [0, n) is split into one contiguous
  * region per pool thread, so each thread reads one forward stream, and each region is claimed
- * grain items at a time: a thread that is done with its own region takes grains from the front
- * of the others', instead of waiting for the slowest thread (on 2 cores the two threads of a
- * decode GEMV differed by ~8% of the time). Regions are whole multiples of the grain but the last.
+ * in whole grains, fewer as it empties: a thread that is done with its own region takes grains from
+ * the front of the others', instead of waiting for the slowest thread (on 2 cores the two threads
+ * of a decode GEMV differed by ~8% of the time). Regions are whole multiples of the grain but the
+ * last.
  */
 #define CPU_STEAL_MAX 64
 
@@ -77,6 +78,8 @@ typedef struct cpu_steal {
  * within a few microseconds of each other, large enough that a claim (one atomic) and the
  * restart of a prefetch stream cost nothing. */
 #define CPU_STEAL_BYTES (64 * 1024)
+/* A claim takes 1 / CPU_STEAL_SHARE of what is left of a region, at least one grain. */
+#define CPU_STEAL_SHARE 4
 
 /* cpu_steal_grain - the grain for rows of row_bytes each, in whole tiles of `tile` rows: about
  * CPU_STEAL_BYTES, at least one tile. */
@@ -87,8 +90,9 @@ int64_t cpu_steal_grain(int64_t row_bytes, int64_t tile);
 int64_t cpu_steal_init(cpu_steal *s, const cpu_pool *pool, int64_t n, int64_t grain);
 
 /*
- * cpu_steal_next - the next grain for the thread that runs task `task`: its own region's first,
- * then the other regions' in turn. *cursor is the task's position in that order: 0 before its
+ * cpu_steal_next - the next claim for the thread that runs task `task`: its own region's first,
+ * then the other regions' in turn; a claim is 1 / CPU_STEAL_SHARE of what is left of the region,
+ * in whole grains, at least one. *cursor is the task's position in that order: 0 before its
  * first call. Returns 1 with [*lo, *hi) claimed, 0 when no item is left.
  */
 int cpu_steal_next(cpu_steal *s, int64_t task, int64_t *cursor, int64_t *lo, int64_t *hi);
