@@ -12,16 +12,13 @@
 
 #include <math.h>
 
-#define SQRT_2_OVER_PI 0.7978845608028654f
-#define GELU_TANH_C    0.044715f
-
 static float act_scalar(int32_t act, float x)
 {
     switch (act) {
     case CPU_ACT_GELU:
         return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
     case CPU_ACT_GELU_TANH:
-        return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x)));
+        return 0.5f * x * (1.0f + tanhf(CPU_SQRT_2_OVER_PI * (x + CPU_GELU_TANH_C * x * x * x)));
     case CPU_ACT_RELU:
         return x > 0.0f ? x : 0.0f;
     case CPU_ACT_SILU:
@@ -31,33 +28,10 @@ static float act_scalar(int32_t act, float x)
     }
 }
 
-static inline CPU_AVX512 __m512 act_512(int32_t act, __m512 x)
-{
-    switch (act) {
-    case CPU_ACT_GELU: {
-        __m512 e = cpu_erf512(_mm512_mul_ps(x, _mm512_set1_ps((float)M_SQRT1_2)));
-        __m512 hx = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
-        return _mm512_fmadd_ps(hx, e, hx);
-    }
-    case CPU_ACT_GELU_TANH: {
-        __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
-        __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(GELU_TANH_C), x3, x);
-        y = _mm512_mul_ps(y, _mm512_set1_ps(2.0f * SQRT_2_OVER_PI));
-        return _mm512_mul_ps(x, cpu_sigmoid512(y));
-    }
-    case CPU_ACT_RELU:
-        return _mm512_max_ps(x, _mm512_setzero_ps());
-    case CPU_ACT_SILU:
-        return _mm512_mul_ps(x, cpu_sigmoid512(x));
-    default:
-        return x;
-    }
-}
-
 static CPU_AVX512 void act_row_512(int32_t act, int64_t n, const float *x, float *out)
 {
     for (int64_t i = 0; i < n; i += 16) {
-        cpu_store512(out + i, act_512(act, cpu_load512(x + i, n - i)), n - i);
+        cpu_store512(out + i, cpu_act512(act, cpu_load512(x + i, n - i)), n - i);
     }
 }
 
@@ -65,7 +39,7 @@ static CPU_AVX512 void gated_row_512(int32_t act, int64_t n, const float *gate, 
                                      float *out)
 {
     for (int64_t i = 0; i < n; i += 16) {
-        __m512 g = act_512(act, cpu_load512(gate + i, n - i));
+        __m512 g = cpu_act512(act, cpu_load512(gate + i, n - i));
         cpu_store512(out + i, _mm512_mul_ps(g, cpu_load512(up + i, n - i)), n - i);
     }
 }
@@ -80,8 +54,8 @@ static inline CPU_AVX2 __m256 act_256(int32_t act, __m256 x)
     }
     case CPU_ACT_GELU_TANH: {
         __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-        __m256 y = _mm256_fmadd_ps(_mm256_set1_ps(GELU_TANH_C), x3, x);
-        y = _mm256_mul_ps(y, _mm256_set1_ps(2.0f * SQRT_2_OVER_PI));
+        __m256 y = _mm256_fmadd_ps(_mm256_set1_ps(CPU_GELU_TANH_C), x3, x);
+        y = _mm256_mul_ps(y, _mm256_set1_ps(2.0f * CPU_SQRT_2_OVER_PI));
         return _mm256_mul_ps(x, cpu_sigmoid256(y));
     }
     case CPU_ACT_RELU:

@@ -826,8 +826,7 @@ ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const f
                       gemm_epilogue_cols, &j)) {
         return PTM_OK;
     }
-    if (cpu_gemm_512(ctx, M, N, K, A, lda, B, b_dtype, ldb, b_trans, C, ldc, j.accumulate,
-                     gemm_epilogue_cols, &j)) {
+    if (cpu_gemm_512(ctx, M, N, K, A, lda, B, b_dtype, ldb, b_trans, C, ldc, j.accumulate, &j.ep)) {
         return PTM_OK;
     }
     if (b_dtype != PTM_F32) {

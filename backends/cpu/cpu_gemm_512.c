@@ -37,8 +37,7 @@ struct g5_job {
     float *C;
     int64_t ldc;
     int accumulate;
-    cpu_cols_fn epi;
-    void *epi_arg;
+    struct cpu_epilogue ep; /* applied in registers as the last K chunk is stored */
     /* the slice being packed and multiplied */
     float *panels; /* [n_panels][kc][G5_NR] */
     int64_t n0, nc, k0, kc, n_panels;
@@ -147,6 +146,37 @@ static void g5_pack_task(void *ctx, int64_t p, int32_t thread)
     g5_pack(j, p, j->panels + p * j->kc * G5_NR);
 }
 
+/* Rows m .. m + mr of a finished tile t into C, columns n .. n + nc: added to C after the first K
+ * chunk (or when accumulating), and on the last chunk through the epilogue, bias, activation
+ * and residual, while the values are in registers. Not inlined: one copy serves every tile. */
+static CPU_AVX512 void g5_store(const struct g5_job *j, float (*t)[G5_NR], int mr, int64_t m,
+                                int64_t n, int64_t nc)
+{
+    const struct cpu_epilogue *ep = &j->ep;
+    const float *bias = j->last && ep->bias ? ep->bias + n : NULL;
+    int32_t act = j->last ? ep->act : CPU_ACT_NONE;
+    int add_res = j->last && ep->residual && !j->accumulate;
+    for (int i = 0; i < mr; i++) {
+        float *c = j->C + (m + i) * j->ldc + n;
+        const float *res = add_res ? ep->residual + (m + i) * ep->ld_residual + n : NULL;
+        for (int64_t v = 0; v < nc; v += 16) {
+            __mmask16 mk = nc - v >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nc - v)) - 1u);
+            __m512 r = _mm512_load_ps(t[i] + v);
+            if (j->add) {
+                r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, c + v));
+            }
+            if (bias) {
+                r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, bias + v));
+            }
+            r = cpu_act512(act, r);
+            if (res) {
+                r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, res + v));
+            }
+            _mm512_mask_storeu_ps(c + v, mk, r);
+        }
+    }
+}
+
 /* MR rows from m times panel p; nc of its columns are valid. */
 static inline __attribute__((always_inline)) CPU_AVX512 void
 g5_tile(const int MR, const struct g5_job *j, const float *panel, int64_t m, int64_t n, int64_t nc)
@@ -179,21 +209,15 @@ g5_tile(const int MR, const struct g5_job *j, const float *panel, int64_t m, int
             }
         }
     }
+    float t[G5_MR][G5_NR] __attribute__((aligned(64)));
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++) {
-        float *c = j->C + (m + i) * j->ldc + n;
 #pragma GCC unroll 4
         for (int v = 0; v < G5_NV; v++) {
-            int64_t left = nc - 16 * v;
-            __mmask16 mk =
-                left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (left > 0 ? left : 0)) - 1u);
-            __m512 r = acc[i][v];
-            if (j->add) {
-                r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, c + 16 * v));
-            }
-            _mm512_mask_storeu_ps(c + 16 * v, mk, r);
+            _mm512_store_ps(t[i] + 16 * v, acc[i][v]);
         }
     }
+    g5_store(j, t, MR, m, n, nc);
 }
 
 #define G5_CASE(MR)                                                                                \
@@ -231,15 +255,12 @@ static void g5_task(void *ctx, int64_t task, int32_t thread)
         for (int64_t m = m0; m < m1; m += G5_MR) {
             g5_tile_any(j, m1 - m < G5_MR ? (int)(m1 - m) : G5_MR, panel, m, n, nc);
         }
-        if (j->last && j->epi != NULL) {
-            j->epi(j->epi_arg, m0, m1, n, n + nc);
-        }
     }
 }
 
 int cpu_gemm_512(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                  const void *B, ptm_dtype b_dtype, int64_t ldb, int32_t b_trans, float *C,
-                 int64_t ldc, int accumulate, cpu_cols_fn epi, void *epi_arg)
+                 int64_t ldc, int accumulate, const struct cpu_epilogue *ep)
 {
     if (ctx->isa < CPU_ISA_AVX512 || M == 0 || N == 0 || K == 0) {
         return 0;
@@ -265,9 +286,10 @@ int cpu_gemm_512(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const floa
                        .C = C,
                        .ldc = ldc,
                        .accumulate = accumulate,
-                       .epi = epi,
-                       .epi_arg = epi_arg,
                        .panels = panels};
+    if (ep != NULL) {
+        j.ep = *ep;
+    }
     int64_t threads = cpu_pool_size(ctx->pool);
     /* Row blocks of at most G5_MT tiles, as many as a multiple of the threads, so that each
      * thread gets the same number of tiles give or take one. */

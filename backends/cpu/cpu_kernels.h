@@ -247,13 +247,14 @@ int cpu_gemm_bf16(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const flo
 /*
  * cpu_gemm_512 - C[M, N] (+)= A[M, K] . op(B) in F32 arithmetic, B F32, BF16 or F16 (widened
  * exactly), [N, K] rows (b_trans) or [K, N], row stride ldb elements: B is packed once per call
- * into this thread's scratch slot 0 and shared by the pool's tasks. epi (may be NULL) runs per
- * finished block of rows x panel of columns. Returns 0 without touching C when it cannot run
- * (isa below AVX-512, an empty product, no scratch), 1 when done.
+ * into this thread's scratch slot 0 and shared by the pool's tasks. ep (may be NULL) is applied
+ * as cpu_gemm defines it while each tile is stored; with accumulate, C holds the residual and
+ * the product is added to it (ep's residual is not added again). Returns 0 without touching C
+ * when it cannot run (isa below AVX-512, an empty product, no scratch), 1 when done.
  */
 int cpu_gemm_512(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                  const void *B, ptm_dtype b_dtype, int64_t ldb, int32_t b_trans, float *C,
-                 int64_t ldc, int accumulate, cpu_cols_fn epi, void *epi_arg);
+                 int64_t ldc, int accumulate, const struct cpu_epilogue *ep);
 
 /* ---- int8 block-quantized weights, PTM_Q8_0 (cpu_q8.c) ---- */
 

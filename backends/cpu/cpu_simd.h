@@ -14,8 +14,14 @@
 #ifndef PTM_CPU_SIMD_H
 #define PTM_CPU_SIMD_H
 
+#include "cpu_kernels.h"
+
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
+
+#define CPU_SQRT_2_OVER_PI 0.7978845608028654f
+#define CPU_GELU_TANH_C    0.044715f
 
 #define CPU_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 #define CPU_AVX512BF16                                                                             \
@@ -84,6 +90,30 @@ static inline CPU_AVX512 __m512 cpu_sigmoid512(__m512 x)
 {
     __m512 e = cpu_exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
     return _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+/* act(x) for a CPU_ACT_* (cpu_kernels.h); the tanh GELU as x * sigmoid(2y) (cpu_act.c). */
+static inline CPU_AVX512 __m512 cpu_act512(int32_t act, __m512 x)
+{
+    switch (act) {
+    case CPU_ACT_GELU: {
+        __m512 e = cpu_erf512(_mm512_mul_ps(x, _mm512_set1_ps((float)M_SQRT1_2)));
+        __m512 hx = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
+        return _mm512_fmadd_ps(hx, e, hx);
+    }
+    case CPU_ACT_GELU_TANH: {
+        __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+        __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(CPU_GELU_TANH_C), x3, x);
+        y = _mm512_mul_ps(y, _mm512_set1_ps(2.0f * CPU_SQRT_2_OVER_PI));
+        return _mm512_mul_ps(x, cpu_sigmoid512(y));
+    }
+    case CPU_ACT_RELU:
+        return _mm512_max_ps(x, _mm512_setzero_ps());
+    case CPU_ACT_SILU:
+        return _mm512_mul_ps(x, cpu_sigmoid512(x));
+    default:
+        return x;
+    }
 }
 
 /* Load n <= 16 floats (the rest zero). */
