@@ -394,8 +394,10 @@ static void gemm_small_task(void *ctx, int64_t task, int32_t thread)
  * FMAs it with the A^T vector(s), so a tile of OUT_NR / (W / 16) columns keeps OUT_NR zmm
  * accumulators holding C^T, with no horizontal reduction; the tile is transposed 16x16 in
  * registers on the way out. F32 B rows are read in place (out_direct) when OUT_NR rows at
- * stride ldb do not crowd an L1 set, prefetching the next tile's rows a line per 16 k (at batch
- * 1 the weights come from DRAM, and 24 short streams defeat the hardware prefetcher); otherwise
+ * stride ldb do not crowd an L1 set, prefetching the next tile's rows into L2 a line per 16 k
+ * (at batch 1 the weights come from DRAM, and 24 short streams defeat the hardware prefetcher;
+ * into L1, the next tile's 24 rows evicted this tile's and weights streamed from DRAM at 12-14
+ * GB/s instead of 20-22, M = 16, K = 384); otherwise
  * (half precision, or F32 rows whose stride aliases in L1: K = 512, 1536, 2048) an OUT_KC chunk
  * of the rows is widened or copied into a [OUT_NR][OUT_KC] panel while the chunk OUT_PF_AHEAD
  * further is prefetched into L2 (into L1 the aliasing rows would evict each other). At M <= 16
@@ -532,15 +534,12 @@ out_tile_512(const int MV, const int NR, const int DIRECT, const struct gemm_job
         }
         const float *a = at + kc * W;
         for (int64_t k = 0; k < kn; k++) {
-            /* Direct rows stream from memory: fetch the next tile's line for these 16 k. */
+            /* Direct rows stream from memory: fetch the next tile's line for these 16 k, into
+             * L2 only, where the next tile's lines would evict this one's from L1. */
             if (DIRECT && (k & 15) == 0) {
 #pragma GCC unroll 24
                 for (int q = 0; q < NR; q++) {
-                    if (MV == 1 && NR == OUT_NR / 2) { /* rows crowding two sets */
-                        _mm_prefetch((const char *)(bnext[q] + kc + k), _MM_HINT_T1);
-                    } else {
-                        _mm_prefetch((const char *)(bnext[q] + kc + k), _MM_HINT_T0);
-                    }
+                    _mm_prefetch((const char *)(bnext[q] + kc + k), _MM_HINT_T1);
                 }
             }
             if (!DIRECT && k % OUT_PF_EVERY == 0 && k / OUT_PF_EVERY < NR &&
