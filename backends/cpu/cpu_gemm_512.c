@@ -149,8 +149,8 @@ static void g5_pack_task(void *ctx, int64_t p, int32_t thread)
 /* Rows m .. m + mr of a finished tile t into C, columns n .. n + nc: added to C after the first K
  * chunk (or when accumulating), and on the last chunk through the epilogue, bias, activation
  * and residual, while the values are in registers. Not inlined: one copy serves every tile. */
-static CPU_AVX512 void g5_store(const struct g5_job *j, float (*t)[G5_NR], int mr, int64_t m,
-                                int64_t n, int64_t nc)
+static __attribute__((noinline)) CPU_AVX512 void g5_store(const struct g5_job *j, float (*t)[G5_NR],
+                                                          int mr, int64_t m, int64_t n, int64_t nc)
 {
     const struct cpu_epilogue *ep = &j->ep;
     const float *bias = j->last && ep->bias ? ep->bias + n : NULL;
