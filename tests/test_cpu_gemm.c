@@ -262,8 +262,8 @@ Test(cpu_gemm, small_m_kernels_match_reference_on_every_row_count_and_edge)
 
 Test(cpu_gemm, large_m_engine_covers_k_chunks_n_slices_and_edges)
 {
-    /* On AVX-512, M >= 32 runs cpu_gemm_512: M = 200 is two full 96-row blocks and a short one
-     * with a 2-row tile; N = 4100 packs two slices, the second a 4-column panel; K = 3100 runs in
+    /* On AVX-512, M >= 32 runs cpu_gemm_512: M = 200 is 33 tiles of 6 rows and one of 2, in four
+     * row blocks; N = 4100 packs two slices, the second a 4-column panel; K = 3100 runs in
      * three chunks, the later ones adding to C, the epilogue after the last; M = 33..38 ends in
      * every tile height, with panel groups splitting N between the threads. */
     int32_t isas[3];
