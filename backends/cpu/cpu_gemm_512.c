@@ -8,12 +8,12 @@
  * of G5_MR rows of A and a group of panels; the block stays in L2 while each panel in turn is
  * walked by its tiles, which broadcast A's elements straight from its rows (A is not packed) into
  * 24 accumulators whose lanes are columns of C. Every tile covers all of a K chunk and is stored
- * once, so C is written once per chunk; the caller's epilogue runs on each finished block x panel
- * while it is in cache. OpenBLAS (sgemm_kernel_COOPERLAKE) packs both operands per call and tile
- * and reaches about 190 GFLOP/s on BERT's shapes here; this reaches 207-222 of a 228 FMA peak
- * (bench_cpu_kernels, gemm_m4096_*).
- * K beyond G5_KC is cut into chunks with C accumulating; N beyond G5_NC is packed a slice at a
- * time, which bounds the scratch. This file knows no model.
+ * once, so C is written once per chunk, the last chunk through the epilogue (bias, activation,
+ * residual) in registers. K beyond G5_KC is cut into chunks with C accumulating; N beyond G5_NC
+ * is packed a slice at a time, which bounds the scratch. OpenBLAS (sgemm_kernel_COOPERLAKE)
+ * packs both operands per call and tile and reaches about 190 GFLOP/s on BERT's shapes here;
+ * this reaches 207-222 of a 228 FMA peak (bench_cpu_kernels, gemm_m4096_*). This file knows no
+ * model.
  */
 #include "cpu_kernels.h"
 #include "cpu_simd.h"
