@@ -287,6 +287,11 @@ Test(cpu_gemm, large_m_engine_covers_k_chunks_n_slices_and_edges)
         struct cpu_epilogue ep = {NULL, CPU_ACT_NONE, C, N};
         cr_assert_eq(cpu_gemm(&ctx, M, N, K, A, K, B, PTM_F32, K, 1, C, N, &ep), PTM_OK);
         check_gemm(M, N, K, A, B, 1, &ep, res, C, "aliased residual, K chunks");
+        /* Without a pool every task runs on the caller, one row block per 16 tiles. */
+        cpu_ctx alone = {NULL, isas[t], 0};
+        memcpy(C, res, (size_t)(M * N) * sizeof(float));
+        cr_assert_eq(cpu_gemm(&alone, M, N, K, A, K, B, PTM_F32, K, 1, C, N, &ep), PTM_OK);
+        check_gemm(M, N, K, A, B, 1, &ep, res, C, "no pool");
         free(A);
         free(B);
         free(C);
