@@ -215,6 +215,7 @@ Test(cpu_kernels, minilm_encoder_batch1_seq16_matches_double_reference)
 
 Test(cpu_kernels, minilm_encoder_padded_batch_matches_double_reference)
 {
-    /* M = 3 * 19 = 57 rows: the OpenBLAS path, with padding in batches 1 and 2. */
+    /* M = 3 * 19 = 57 rows: the large-M GEMM (OpenBLAS below AVX-512), with padding in batches 1
+     * and 2. */
     run_encoder(3, 19);
 }
