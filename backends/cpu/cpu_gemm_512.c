@@ -57,36 +57,6 @@ static inline __attribute__((always_inline)) CPU_AVX512 __m512 g5_load(ptm_dtype
     return dt == PTM_BF16 ? cpu_bf16x16_to_ps(h) : _mm512_cvtph_ps(h);
 }
 
-/* r[i] = column i of the 16 x 16 matrix whose rows are r[0..15]. */
-static inline __attribute__((always_inline)) CPU_AVX512 void g5_transpose(__m512 r[16])
-{
-    __m512 t[16], u[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* u[4g + j], lane L: rows 4g..4g+3 of column 4L + j */
-#pragma GCC unroll 4
-    for (int g = 0; g < 4; g++) {
-        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
-        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) {
-        __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
-        __m512 v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);
-        __m512 w0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
-        __m512 w1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
-        r[j] = _mm512_shuffle_f32x4(v0, w0, 0x88);
-        r[8 + j] = _mm512_shuffle_f32x4(v0, w0, 0xdd);
-        r[4 + j] = _mm512_shuffle_f32x4(v1, w1, 0x88);
-        r[12 + j] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
-    }
-}
-
 /* Rows col.. col + cols of B ([N, K]) over the chunk's K, transposed 16 x 16 into the panel;
  * dt is a compile-time constant after inlining, so each block stays in registers. */
 static inline __attribute__((always_inline)) CPU_AVX512 void
@@ -106,7 +76,7 @@ g5_pack_rows(const ptm_dtype dt, const struct g5_job *j, int64_t col, int64_t co
                 _mm_prefetch(row[i] + (k + G5_PF) * es, _MM_HINT_T0);
                 r[i] = i < rows ? g5_load(dt, row[i], k, j->kc - k) : _mm512_setzero_ps();
             }
-            g5_transpose(r);
+            cpu_tr16_512(r);
 #pragma GCC unroll 16
             for (int64_t i = 0; i < 16; i++) {
                 if (k + i < j->kc) {
