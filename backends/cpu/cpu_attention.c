@@ -757,44 +757,11 @@ static CPU_AVX2 void attn_block_256(const struct cpu_attention *a, int64_t b, in
     }
 }
 
-/* One row of D (a multiple of 16) half-precision elements widened in registers: called per key
- * and kv head, cpu_widen's call and dispatch cost as much as the conversion. */
-static inline CPU_AVX512 void attn_widen_row_512(ptm_dtype dt, int64_t D, const char *src,
-                                                 float *dst)
-{
-    for (int64_t d = 0; d < D; d += 16) {
-        __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)src + d));
-        _mm512_storeu_ps(dst + d, dt == PTM_BF16 ? cpu_bf16x16_to_ps(h) : _mm512_cvtph_ps(h));
-    }
-}
-
 /* Keys and values [k0, k0 + kn) of (b, hk) widened from a half-precision cache into rows of D
  * at kw and vw. */
-static CPU_AVX512 void attn_widen_kv_512(const struct attn_job *j, int64_t b, int64_t hk,
-                                         int64_t k0, int64_t kn, float *kw, float *vw)
-{
-    const struct cpu_attention *a = j->a;
-    const char *k = (const char *)a->k + (size_t)(b * a->k_bs + hk * a->k_hs + k0 * a->k_ss) * 2;
-    const char *v = (const char *)a->v + (size_t)(b * a->v_bs + hk * a->v_hs + k0 * a->v_ss) * 2;
-    for (int64_t t = 0; t < kn; t++) {
-        if (t + ATTN_WIDEN_PF < kn) {
-            for (int64_t off = 0; off < a->D * 2; off += 64) {
-                _mm_prefetch(k + (size_t)((t + ATTN_WIDEN_PF) * a->k_ss) * 2 + off, _MM_HINT_T0);
-                _mm_prefetch(v + (size_t)((t + ATTN_WIDEN_PF) * a->v_ss) * 2 + off, _MM_HINT_T0);
-            }
-        }
-        attn_widen_row_512(a->kv_dtype, a->D, k + (size_t)(t * a->k_ss) * 2, kw + t * a->D);
-        attn_widen_row_512(a->kv_dtype, a->D, v + (size_t)(t * a->v_ss) * 2, vw + t * a->D);
-    }
-}
-
 static void attn_widen_kv(const struct attn_job *j, int64_t b, int64_t hk, int64_t k0, int64_t kn,
                           float *kw, float *vw)
 {
-    if (j->isa >= CPU_ISA_AVX512 && j->a->D % 16 == 0) {
-        attn_widen_kv_512(j, b, hk, k0, kn, kw, vw);
-        return;
-    }
     const struct cpu_attention *a = j->a;
     size_t es = 2;
     const char *k = (const char *)a->k + (size_t)(b * a->k_bs + hk * a->k_hs + k0 * a->k_ss) * es;

@@ -306,25 +306,11 @@ static void dot_tile_scalar(int mr, int nr, const float *a, int64_t lda, const f
     }
 }
 
-static CPU_AVX512 void widen_512(ptm_dtype dt, const void *src, int64_t n, float *dst)
-{
-    const uint16_t *h = src;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(h + i));
-        __m512 f = dt == PTM_BF16 ? cpu_bf16x16_to_ps(v) : _mm512_cvtph_ps(v);
-        _mm512_storeu_ps(dst + i, f);
-    }
-    for (; i < n; i++) {
-        dst[i] = dt == PTM_BF16 ? cpu_bf16_to_f32(h[i]) : cpu_f16_to_f32(h[i]);
-    }
-}
-
 /* Widen n half-precision values to F32 with the isa's code path. */
 static void gemm_widen(int32_t isa, ptm_dtype dt, const void *src, int64_t n, float *dst)
 {
     if (isa >= CPU_ISA_AVX512) {
-        widen_512(dt, src, n, dst);
+        cpu_widen512(dt, src, n, dst);
         return;
     }
     if (isa == CPU_ISA_AVX2) {
@@ -488,7 +474,7 @@ static CPU_AVX512 void out_pack_b(const struct gemm_job *j, int64_t n, int nr, i
         const char *row = (const char *)j->B + ((n + q) * j->ldb + kc) * esize;
         float *d = bp + q * OUT_KC;
         if (j->b_dtype != PTM_F32) {
-            widen_512(j->b_dtype, row, kn, d);
+            cpu_widen512(j->b_dtype, row, kn, d);
             continue;
         }
         for (int64_t k = 0; k < kn; k += 16) {

@@ -149,16 +149,9 @@ static CPU_AVX512 int64_t conv_512(const struct conv_job *j, int64_t lo, int64_t
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             _mm256_storeu_si256((__m256i *)((uint16_t *)j->dst + i), h);
         }
-    } else if (j->sdt == PTM_F16 && j->ddt == PTM_F32) {
-        for (; i + 16 <= hi; i += 16) {
-            __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)j->src + i));
-            _mm512_storeu_ps((float *)j->dst + i, _mm512_cvtph_ps(h));
-        }
-    } else if (j->sdt == PTM_BF16 && j->ddt == PTM_F32) {
-        for (; i + 16 <= hi; i += 16) {
-            __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)j->src + i));
-            _mm512_storeu_ps((float *)j->dst + i, cpu_bf16x16_to_ps(h));
-        }
+    } else if (j->sdt != PTM_F32 && j->ddt == PTM_F32) {
+        cpu_widen512(j->sdt, (const uint16_t *)j->src + lo, hi - lo, (float *)j->dst + lo);
+        i = hi;
     }
     return i;
 }
@@ -188,8 +181,18 @@ static void conv_slice(void *arg, int64_t lo, int64_t hi)
     }
 }
 
+static CPU_AVX512 void widen_any_512(ptm_dtype dt, const void *src, int64_t n, float *dst)
+{
+    cpu_widen512(dt, src, n, dst);
+}
+
 void cpu_widen(int32_t isa, int64_t n, const void *src, ptm_dtype src_dtype, float *dst)
 {
+    /* Attention calls this per cache row of one head (64 elements): straight to the loop. */
+    if (isa >= CPU_ISA_AVX512 && src_dtype != PTM_F32) {
+        widen_any_512(src_dtype, src, n, dst);
+        return;
+    }
     struct conv_job j = {isa, src, src_dtype, dst, PTM_F32};
     conv_slice(&j, 0, n);
 }

@@ -166,6 +166,19 @@ static inline CPU_AVX512 __m512 cpu_bf16x16_to_ps(__m256i h)
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* dst[0..n) = src[0..n) widened from half precision dt (PTM_BF16, else F16) to F32, 16 at a
+ * time, the tail under a mask. Both widenings are exact. */
+static inline CPU_AVX512 void cpu_widen512(ptm_dtype dt, const void *src, int64_t n, float *dst)
+{
+    const uint16_t *h = src;
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m256i v = _mm256_maskz_loadu_epi16(m, h + i);
+        _mm512_mask_storeu_ps(dst + i, m,
+                              dt == PTM_BF16 ? cpu_bf16x16_to_ps(v) : _mm512_cvtph_ps(v));
+    }
+}
+
 /* One block of 32 activations quantized as the Q8_0 product defines it (cpu_q8.c): ad = amax /
  * 127, q = rint(x * 127 / amax) clamped to +-127 (NaN becomes -127, as max_ps returns its
  * second operand); writes q[0..31], returns ad. The one copy of the rule both Q8_0 kernels
