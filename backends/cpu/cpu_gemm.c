@@ -119,18 +119,6 @@ static void gemm_epilogue_cols(void *arg, int64_t m0, int64_t m1, int64_t n0, in
 
 /* ---- small-M dot-product kernel ---- */
 
-/* 16 elements of a B row of type BT (0 F32, 1 BF16, 2 F16) from element k, widened to F32. */
-static inline __attribute__((always_inline)) CPU_AVX512 __m512 dot_load_b(const int BT,
-                                                                          const void *row,
-                                                                          int64_t k, __mmask16 m)
-{
-    if (BT == 0) {
-        return _mm512_maskz_loadu_ps(m, (const float *)row + k);
-    }
-    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + k);
-    return BT == 1 ? cpu_bf16x16_to_ps(h) : _mm512_cvtph_ps(h);
-}
-
 /* mr x nr dot products over kn elements; mr, nr, BT are compile-time after inlining, so the
  * accumulators live in registers. Half-precision rows are widened in registers, so decode
  * (M = 1) streams each weight byte once. */
@@ -151,7 +139,7 @@ dot_tile_512(const int BT, int mr, int nr, const float *a, int64_t lda, const vo
         __m512 bv[4];
 #pragma GCC unroll 4
         for (int q = 0; q < nr; q++) {
-            bv[q] = dot_load_b(BT, b[q], k, m);
+            bv[q] = cpu_load_wide512(BT == 0 ? PTM_F32 : BT == 1 ? PTM_BF16 : PTM_F16, b[q], k, m);
         }
 #pragma GCC unroll 4
         for (int r = 0; r < mr; r++) {

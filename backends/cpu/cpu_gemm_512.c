@@ -50,11 +50,7 @@ static inline __attribute__((always_inline)) CPU_AVX512 __m512 g5_load(ptm_dtype
                                                                        int64_t k, int64_t n)
 {
     __mmask16 m = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u);
-    if (dt == PTM_F32) {
-        return _mm512_maskz_loadu_ps(m, (const float *)p + k);
-    }
-    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)p + k);
-    return dt == PTM_BF16 ? cpu_bf16x16_to_ps(h) : _mm512_cvtph_ps(h);
+    return cpu_load_wide512(dt, p, k, m);
 }
 
 /* Rows col.. col + cols of B ([N, K]) over the chunk's K, transposed 16 x 16 into the panel;

@@ -166,6 +166,20 @@ static inline CPU_AVX512 __m512 cpu_bf16x16_to_ps(__m256i h)
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* 16 elements of p (of type dt: PTM_F32, PTM_BF16 or F16) from element k under mask m,
+ * widened to F32; masked-off lanes are zero and not read. */
+static inline __attribute__((always_inline)) CPU_AVX512 __m512 cpu_load_wide512(ptm_dtype dt,
+                                                                                const void *p,
+                                                                                int64_t k,
+                                                                                __mmask16 m)
+{
+    if (dt == PTM_F32) {
+        return _mm512_maskz_loadu_ps(m, (const float *)p + k);
+    }
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)p + k);
+    return dt == PTM_BF16 ? cpu_bf16x16_to_ps(h) : _mm512_cvtph_ps(h);
+}
+
 /* dst[0..n) = src[0..n) widened from half precision dt (PTM_BF16, else F16) to F32, 16 at a
  * time, the tail under a mask. Both widenings are exact. */
 static inline CPU_AVX512 void cpu_widen512(ptm_dtype dt, const void *src, int64_t n, float *dst)
