@@ -8,12 +8,20 @@
  * Freed large buffers are kept in a small cache and handed out again for the same size:
  * a forward pass allocates the same activation buffers every call, and returning them to
  * the kernel each time costs a page fault and a page clear per 4 KiB on the next call.
+ *
+ * Buffers of 2 MiB and more start on a 2 MiB boundary and ask the kernel for transparent huge
+ * pages (madvise, honoured where THP is "madvise" or "always"). Decode streams its weights once
+ * per token, and on 4 KiB pages it takes a TLB miss every 4 KiB: int8 decode of a 1.1B LLaMA
+ * (the weights live in such buffers) went from 25.9 to 28.5 tokens/s, medians of 11
+ * alternating runs (bench_llama --child int8). Mapped checkpoint weights are the page cache's
+ * pages and keep whatever size it gave them.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cpu_kernels.h"
 #include "ptm/ptm_backend.h"
@@ -28,6 +36,7 @@ struct cpu_buf {
 #define CACHE_SLOTS     16
 #define CACHE_MIN_BYTES (64u << 10)
 #define CACHE_MAX_BYTES (512u << 20)
+#define HUGE_BYTES      ((size_t)2 << 20)
 
 struct cpu_state {
     cpu_ctx k;
@@ -127,13 +136,27 @@ static ptm_status cpu_device_name(void *ctx, int32_t dev, char *buf, size_t cap)
     return PTM_OK;
 }
 
+/* `bytes` (a multiple of 64) of host memory, on huge pages where it spans one; free() frees. */
+static void *host_alloc(size_t bytes)
+{
+    if (bytes < HUGE_BYTES) {
+        return aligned_alloc(64, bytes);
+    }
+    /* aligned_alloc wants a multiple of the alignment; the tail past `bytes` is never touched */
+    void *p = aligned_alloc(HUGE_BYTES, (bytes + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1));
+    if (p != NULL) {
+        madvise(p, bytes & ~(HUGE_BYTES - 1), MADV_HUGEPAGE); /* a hint: failure changes nothing */
+    }
+    return p;
+}
+
 static ptm_status cpu_alloc(void *ctx, int32_t dev, size_t bytes, void **out)
 {
     struct cpu_buf *b = malloc(sizeof *b);
     size_t rounded = bytes ? (bytes + 63) & ~(size_t)63 : 64;
     void *p = b ? cache_take(ctx, rounded) : NULL;
     if (b != NULL && p == NULL) {
-        p = aligned_alloc(64, rounded);
+        p = host_alloc(rounded);
     }
     if (p == NULL) {
         free(b);
