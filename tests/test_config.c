@@ -150,6 +150,13 @@ static void make_tmpdir(char *dir, size_t n)
     cr_assert_not_null(mkdtemp(dir));
 }
 
+static void remove_tmpdir(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 Test(config, diff_save_is_byte_identical_to_transformers)
 {
     ptm_config *c = NULL;
@@ -194,6 +201,7 @@ Test(config, round_trip_is_stable_and_second_save_identical)
     cr_assert_not_null(strstr(s, "\"note\": \"x\\u0001\\u007f\\u00e9\\ud83d\\ude00/\""), "%s", s);
     free(s);
     ptm_config_free(a);
+    remove_tmpdir(dir);
 }
 
 Test(config, new_config_holds_every_default)
@@ -607,6 +615,7 @@ Test(config, save_into_a_directory_writes_config_json_atomically)
     cr_assert_eq(ptm_config_save(c, path, 1), PTM_E_IO);
     cr_assert_not_null(strstr(ptm_last_error(), "no/such/dir"), "%s", ptm_last_error());
     ptm_config_free(c);
+    remove_tmpdir(dir);
 }
 
 static const struct ptm_config_field bad_default_fields[] = {
