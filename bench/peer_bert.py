@@ -60,12 +60,17 @@ def int8_model(peer, model, onnx_path, so):
 
 
 def main():
-    model_dir, threads = sys.argv[1], int(sys.argv[2])
+    # the exported models (~110 MB) go when the peer does
+    with tempfile.TemporaryDirectory(prefix="ptm_peer_bert_") as tmp:
+        serve(sys.argv[1], int(sys.argv[2]), tmp)
+
+
+def serve(model_dir, threads, tmp):
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
     model = AutoModel.from_pretrained(model_dir).eval()
     vocab = model.config.vocab_size
-    onnx_path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    onnx_path = os.path.join(tmp, "model.onnx")
     ids, mask, types = inputs(2, 16, vocab)
     with torch.inference_mode():
         torch.onnx.export(
