@@ -184,12 +184,9 @@ static inline __attribute__((always_inline)) CPU_AVX512 __m512 cpu_load_wide512(
  * time, the tail under a mask. Both widenings are exact. */
 static inline CPU_AVX512 void cpu_widen512(ptm_dtype dt, const void *src, int64_t n, float *dst)
 {
-    const uint16_t *h = src;
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-        __m256i v = _mm256_maskz_loadu_epi16(m, h + i);
-        _mm512_mask_storeu_ps(dst + i, m,
-                              dt == PTM_BF16 ? cpu_bf16x16_to_ps(v) : _mm512_cvtph_ps(v));
+        _mm512_mask_storeu_ps(dst + i, m, cpu_load_wide512(dt, src, i, m));
     }
 }
 
