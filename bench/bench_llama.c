@@ -127,13 +127,15 @@ static double dram_read_gbs(int threads)
 
 /* ---- process memory --------------------------------------------------------------------- */
 
-static double peak_rss_bytes(void)
+/* The "key: N kB" line of a /proc file, in bytes; 0 when absent. */
+static double proc_kb_bytes(const char *path, const char *key)
 {
     char line[256];
+    size_t n = strlen(key);
     double kb = 0;
-    FILE *f = fopen("/proc/self/status", "r");
+    FILE *f = fopen(path, "r");
     while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "VmHWM: %lf kB", &kb) == 1) {
+        if (strncmp(line, key, n) == 0 && sscanf(line + n, ": %lf", &kb) == 1) {
             break;
         }
     }
@@ -141,6 +143,11 @@ static double peak_rss_bytes(void)
         fclose(f);
     }
     return kb * 1024;
+}
+
+static double peak_rss_bytes(void)
+{
+    return proc_kb_bytes("/proc/self/status", "VmHWM");
 }
 
 static double file_bytes(const char *path)
@@ -149,30 +156,12 @@ static double file_bytes(const char *path)
     return stat(path, &sb) == 0 ? (double)sb.st_size : 0;
 }
 
-/* FilePmdMapped of this process, in bytes. */
-static double pmd_mapped_bytes(void)
-{
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
-    char line[256];
-    double kb = 0;
-    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "FilePmdMapped: %lf", &kb) == 1) {
-            break;
-        }
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    return kb * 1024;
-}
-
 /*
  * Put the weight file at path in the page cache the same way for both engines: drop its
  * cached pages and read it back through a mapping advised for huge pages, as a cold read does.
  * How a file's pages came to be cached decides the page size both engines map it with: the
  * Python-written safetensors sat in 4 KiB pages (3% huge), llama.cpp's GGUF 42% in 2 MiB
- * ones, and that alone moved llama.cpp's F16 decode ahead by about a tenth. Prints the huge
- * share; a file other processes map keeps those pages as they are.
+ * ones. Prints the huge share; a file other processes map keeps those pages as they are.
  */
 static void settle_page_cache(const char *path)
 {
@@ -198,7 +187,7 @@ static void settle_page_cache(const char *path)
     }
     (void)sink;
     printf("bench_llama: %s re-read cold: %.0f%% in huge pages\n", path,
-           100.0 * pmd_mapped_bytes() / (double)n);
+           100.0 * proc_kb_bytes("/proc/self/smaps_rollup", "FilePmdMapped") / (double)n);
     munmap((void *)p, n);
 }
 
