@@ -18,8 +18,8 @@
  *
  * Variants: bf16 and f16 (exact: weights widened to F32), bf16dot and f16dot (the same weights
  * with PTM_CPU_BF16_DOT=1: prefill-sized matmuls round activations, and F16 weights, to BF16 for
- * vdpbf16ps, as llama.cpp rounds activations to F16 for its F16 weights), int8 (Q8_0 quantized
- * on load).
+ * vdpbf16ps, and so does decode on BF16 weights, as llama.cpp rounds activations to F16 for its
+ * F16 weights), int8 (Q8_0 quantized on load).
  *
  * ptm's KV cache is F16 by default (--kv), as llama.cpp's is. Before the first run every
  * weight file of either engine is dropped from the page cache and read back cold, so both map
@@ -56,7 +56,7 @@ struct args {
 struct variant {
     const char *name, *dir, *gguf; /* dir: under models; gguf: under peers */
     int is_int8;
-    int bf16_dot; /* PTM_CPU_BF16_DOT=1: prefill rounds activations to BF16 for vdpbf16ps */
+    int bf16_dot; /* PTM_CPU_BF16_DOT=1: activations rounded to BF16 for vdpbf16ps */
 };
 
 struct result {

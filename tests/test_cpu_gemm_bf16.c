@@ -3,7 +3,7 @@
  * double-precision reference on the BF16 weights (or the F16 weights rounded to BF16) and the
  * BF16-rounded activations (the kernel's exact inputs), over row tails (M not a multiple of 8),
  * column tails (N not a multiple of the 48-column panel), odd K, strided operands and
- * accumulation into C.
+ * accumulation into C; and which GEMV form an opted-in cpu_gemm takes for decode rows.
  *
  * Tolerance: |err| <= 1e-5 * sum_k |a_k b_k| + 1e-6, as test_cpu_gemm: the products of BF16
  * values are exact in F32 and only the F32 accumulation order differs from the reference.
@@ -73,5 +73,49 @@ Test(cpu_gemm_bf16, declines_without_the_isa_or_for_other_weights)
     test_ctx_free(&ctx);
     ctx = test_ctx(cpu_isa_best());
     cr_assert_eq(cpu_gemm_bf16(&ctx, 1, 1, 4, a, 4, b, PTM_F32, 4, c, 1, 0, NULL, NULL), 0);
+    test_ctx_free(&ctx);
+}
+
+/* The decode rows (M <= 4) of an opted-in cpu_gemm: BF16 weights take the GEMV's vdpbf16ps
+ * form, bit for bit, which differs from the exact form; F16 weights, and BF16 without the
+ * opt-in, stay exact. */
+Test(cpu_gemm_bf16, opt_in_decode_gemv_rounds_activations_for_bf16_weights_only)
+{
+    if (cpu_isa_best() < CPU_ISA_AVX512 || !cpu_isa_has_bf16()) {
+        cr_skip_test("no AVX512-BF16 on this CPU: BF16 weights are widened to F32 instead");
+    }
+    cpu_ctx ctx = test_ctx(CPU_ISA_AVX512);
+    test_seed(11);
+    enum { N = 67, K = 1064 };
+    float *A = test_randn(4 * K, -1.0f, 1.0f), *B = test_randn(N * K, -1.0f, 1.0f);
+    float C[4 * N], G[4 * N], X[4 * N];
+    uint16_t *h = malloc((size_t)(N * K) * 2);
+    const ptm_dtype dts[] = {PTM_BF16, PTM_F16};
+    for (int64_t M = 1; M <= 4; M++) {
+        for (size_t d = 0; d < 2; d++) {
+            cr_assert_eq(cpu_convert(&ctx, N * K, B, PTM_F32, h, dts[d]), PTM_OK);
+            cr_assert_eq(
+                cpu_gemv(&ctx, M, N, K, A, K, h, dts[d], K, X, N, 0, CPU_GEMV_EXACT, NULL, NULL),
+                1);
+            for (int dot = 0; dot <= 1; dot++) {
+                ctx.bf16_dot = dot;
+                cr_assert_eq(cpu_gemm(&ctx, M, N, K, A, K, h, dts[d], K, 1, C, N, NULL), PTM_OK);
+                int rounded = dot && dts[d] == PTM_BF16;
+                if (rounded) {
+                    cr_assert_eq(cpu_gemv(&ctx, M, N, K, A, K, h, dts[d], K, G, N, 0,
+                                          CPU_GEMV_DPBF16, NULL, NULL),
+                                 1);
+                }
+                cr_assert(memcmp(C, rounded ? G : X, (size_t)(M * N) * 4) == 0,
+                          "M=%lld %s bf16_dot=%d: not the %s GEMV", (long long)M,
+                          ptm_dtype_name(dts[d]), dot, rounded ? "vdpbf16ps" : "exact");
+                cr_assert(!rounded || memcmp(C, X, (size_t)(M * N) * 4) != 0,
+                          "M=%lld: the vdpbf16ps form gave the exact results", (long long)M);
+            }
+        }
+    }
+    free(A);
+    free(B);
+    free(h);
     test_ctx_free(&ctx);
 }

@@ -58,8 +58,9 @@ static ptm_status cpu_init(void **out)
         return st;
     }
     s->k.isa = cpu_isa_detect();
-    /* Opt-in: BF16 and F16 prefill on vdpbf16ps rounds activations (and F16 weights) to BF16,
-     * which the F32-compute golden fixtures do not allow; see cpu_gemm_bf16.c. */
+    /* Opt-in: BF16 and F16 prefill, and BF16 decode, on vdpbf16ps round activations (and F16
+     * weights) to BF16, which the F32-compute golden fixtures do not allow; see
+     * cpu_gemm_bf16.c and cpu_gemv.c. */
     const char *dot = getenv("PTM_CPU_BF16_DOT");
     s->k.bf16_dot = dot != NULL && strcmp(dot, "1") == 0;
     pthread_mutex_init(&s->mu, NULL);

@@ -16,7 +16,8 @@
  * decode streams each weight byte once; it has AVX-512, AVX2 and scalar forms. M <= 4 on AVX-512
  * goes to the streaming GEMV of cpu_gemv.c, Q8_0 weights to cpu_q8_outer.c (M >= Q8_OUTER_MIN_M
  * with VNNI) or cpu_q8.c, and (opt-in, ctx->bf16_dot) BF16 weights of the large-M case to
- * cpu_gemm_bf16.c, each with this file's epilogue. This file does not know what a model is.
+ * cpu_gemm_bf16.c and of the GEMV to its vdpbf16ps form, each with this file's epilogue. This
+ * file does not know what a model is.
  */
 #include "cpu_kernels.h"
 #include "cpu_simd.h"
@@ -764,6 +765,12 @@ ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const f
             return PTM_OK;
         }
         return cpu_q8_gemm(ctx, M, N, K, A, lda, B, C, ldc, j.accumulate, gemm_epilogue_cols, &j);
+    }
+    /* Opt-in, BF16 weights: the vdpbf16ps form (0 where the CPU lacks it), else exact. */
+    if (b_trans && ctx->bf16_dot && b_dtype == PTM_BF16 &&
+        cpu_gemv(ctx, M, N, K, A, lda, B, b_dtype, ldb, C, ldc, j.accumulate, CPU_GEMV_DPBF16,
+                 gemm_epilogue_cols, &j)) {
+        return PTM_OK;
     }
     if (b_trans && cpu_gemv(ctx, M, N, K, A, lda, B, b_dtype, ldb, C, ldc, j.accumulate,
                             CPU_GEMV_EXACT, gemm_epilogue_cols, &j)) {

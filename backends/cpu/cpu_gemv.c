@@ -14,10 +14,14 @@
  * matching activations (split once per call into even and odd arrays) in F32 FMAs. F16 rows go
  * through vcvtph2ps. So results equal the F32 product of the widened weights up to summation
  * order, as cpu_gemm promises. A vdpbf16ps form (activations rounded to BF16 pairs once per
- * call, CPU_GEMV_DPBF16) is kept for measurement only: decode is bound by memory, not by the
- * two extra ops per 64 bytes of the exact form, and on this project's loaded 2-core Zen 4 it was
- * at most ~15% faster, not worth breaking the BF16 golden contract. Other ISAs and shapes stay with
- * cpu_gemm.c's kernels. This file knows nothing of epilogues beyond calling back per claimed range.
+ * call, CPU_GEMV_DPBF16) is what cpu_gemm takes for BF16 weights when the user opts in
+ * (PTM_CPU_BF16_DOT=1), never by default: it breaks the F32 golden contract. Its one op per 64
+ * bytes against the exact form's four matters where memory is fast: out of L2 the exact form
+ * runs at 80-100 GB/s on two Zen 4 threads, vdpbf16ps at 104-117 and a plain read at 160-190,
+ * so with DRAM reads at 50-55 GB/s the exact form's arithmetic no longer hides behind the
+ * loads; TinyLlama BF16 decode (bench_llama --child, six alternating pairs) went from 14.1 to
+ * 15.8 tokens/s. Other ISAs and shapes stay with cpu_gemm.c's kernels. This file knows nothing of
+ * epilogues beyond calling back per claimed range.
  */
 #include "cpu_kernels.h"
 #include "cpu_simd.h"

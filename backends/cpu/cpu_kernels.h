@@ -132,8 +132,8 @@ typedef struct cpu_ctx {
     cpu_pool *pool; /* NULL: run on the calling thread */
     int32_t isa;    /* CPU_ISA_*, at most cpu_isa_best() */
     /* Nonzero: large-M GEMMs on BF16 or F16 weights round the activations (and F16 weights) to
-     * BF16 and run cpu_gemm_bf16 (PTM_CPU_BF16_DOT=1); zero keeps them exact F32 (the golden
-     * contract). */
+     * BF16 and run cpu_gemm_bf16, and the decode GEMV on BF16 weights rounds its activations
+     * for vdpbf16ps (PTM_CPU_BF16_DOT=1); zero keeps them exact F32 (the golden contract). */
     int32_t bf16_dot;
 } cpu_ctx;
 
@@ -186,16 +186,17 @@ struct cpu_epilogue {
  * b_dtype: PTM_F32, PTM_BF16, PTM_F16 or PTM_Q8_0 (others: PTM_E_UNSUPPORTED). PTM_Q8_0 needs
  * b_trans and ldb == K and runs cpu_q8_outer_gemm (M >= 12 with VNNI) or else cpu_q8_gemm.
  * M <= 4 with b_trans on AVX-512 runs cpu_gemv (the decode path). With ctx->bf16_dot, BF16
- * and F16 weights with b_trans that reach the large-M path run cpu_gemm_bf16 where the CPU has
- * AVX512-BF16: there, and only there, activations (and F16 weights) are rounded to BF16 (as a
- * bf16 model computes in PyTorch). Otherwise half-precision weights are widened to F32 (in
- * registers for small M on AVX-512, as they are packed for large M there, per K chunk or whole
- * matrix otherwise) and multiplied in F32, so results equal the F32 GEMM on the widened weights
- * up to summation order; activations are never rounded to BF16. M < 32 with b_trans uses the
- * built-in kernels (an AVX-512 outer-product kernel for M in 14..16 and 24..31, keeping
- * per-thread scratch across calls, else a dot-product kernel), anything else cpu_gemm_512 on
- * AVX-512 and OpenBLAS below it. C must not overlap A or B; the residual may be C only without an
- * activation (else PTM_E_INVAL). PTM_E_NOMEM when widening scratch fails.
+ * and F16 weights with b_trans that reach the large-M path run cpu_gemm_bf16, and BF16 weights
+ * in cpu_gemv its CPU_GEMV_DPBF16 form, where the CPU has AVX512-BF16: there, and only there,
+ * activations (and F16 weights) are rounded to BF16 (as a bf16 model computes in PyTorch).
+ * Otherwise half-precision weights are widened to F32 (in registers for small M on AVX-512, as they
+ * are packed for large M there, per K chunk or whole matrix otherwise) and multiplied in F32, so
+ * results equal the F32 GEMM on the widened weights up to summation order; activations are never
+ * rounded to BF16. M < 32 with b_trans uses the built-in kernels (an AVX-512 outer-product kernel
+ * for M in 14..16 and 24..31, keeping per-thread scratch across calls, else a dot-product kernel),
+ * anything else cpu_gemm_512 on AVX-512 and OpenBLAS below it. C must not overlap A or B; the
+ * residual may be C only without an activation (else PTM_E_INVAL). PTM_E_NOMEM when widening
+ * scratch fails.
  */
 ptm_status cpu_gemm(const cpu_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A,
                     int64_t lda, const void *B, ptm_dtype b_dtype, int64_t ldb, int32_t b_trans,
