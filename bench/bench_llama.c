@@ -632,7 +632,7 @@ int main(int argc, char **argv)
             }
         }
     }
-    /* The machine is shared and its read bandwidth moves between runs (26-45 GB/s on the
+    /* The machine is shared and its read bandwidth moves between runs (14-56 GB/s on the
      * project's 2-core Zen 4): each run's share is over the bandwidth measured around it, and
      * the best of the whole run is printed too. */
     double bw = 0;
