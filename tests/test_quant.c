@@ -197,7 +197,9 @@ Test(quant, vnni_product_equals_scalar_reference_bit_for_bit)
     cpu_ctx simd = test_ctx(CPU_ISA_AVX512), scalar = test_ctx(CPU_ISA_SCALAR);
     const int64_t Ms[] = {1, 2, 3, 4, 5, 9, 70};
     const int64_t Ns[] = {1, 6, 37};
-    const int64_t Ks[] = {32, 64, 96, 544, 1056};
+    /* 512, 2048: whole groups of 16 blocks only (the unrolled M = 1 loop); 544, 1056: a
+     * shorter last group, of an odd number of blocks. */
+    const int64_t Ks[] = {32, 64, 96, 512, 544, 1056, 2048};
     test_seed(11);
     for (size_t a = 0; a < sizeof Ms / sizeof Ms[0]; a++) {
         for (size_t b = 0; b < sizeof Ns / sizeof Ns[0]; b++) {
