@@ -59,7 +59,9 @@ Test(cpu_gemv, matches_reference_for_every_row_count_dtype_and_tail)
     }
     cpu_ctx ctx = test_ctx(CPU_ISA_AVX512);
     const ptm_dtype dts[] = {PTM_F32, PTM_BF16, PTM_F16};
-    const int64_t Ks[] = {32, 45, 256, 1100};
+    /* At M = 1, K up to 2048 reads one weight row per step (a short activation row), 2100
+     * four (GEMV_R1_BYTES). */
+    const int64_t Ks[] = {32, 45, 256, 1100, 2100};
     const int64_t Ns[] = {1, 7, 64, 131};
     test_seed(3);
     for (int64_t M = 1; M <= 4; M++) {
