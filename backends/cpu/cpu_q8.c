@@ -48,7 +48,8 @@
  * their streams. Measured on Zen 4 (2 threads, alternating in one run), M = 1 decode went from
  * 40-75% to 85-99% of the read bandwidth (noisy, shared machine); one tile ahead to three were
  * within noise, an L1 (T0) hint gained nothing, a further L1 prefetch along each row was
- * within noise.
+ * within noise. These measurements were of the general tile (q8_tile_512), which still runs
+ * M = 2..4 and prefill; M = 1 has its own loop and prefetch since (q8_m1_tile).
  */
 #ifndef Q8_PFT
 #define Q8_PFT 2
