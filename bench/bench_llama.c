@@ -3,8 +3,11 @@
  * thread count, same prompt length, same run. The checkpoint is TinyLlama-1.1B-shaped with
  * random weights (tools/make_llama_bench_model.py, BF16 and F16); llama.cpp's llama-bench runs
  * on its GGUF conversions (F16, and Q8_0 against ptm's int8), all made by
- * scripts/peers/llamacpp. Each repetition runs ptm, then llama-bench (one repetition, with its
- * own warm-up), back to back, so machine noise hits both alike; the figures are medians.
+ * scripts/peers/llamacpp. Each repetition runs, per variant, ptm and llama-bench (one
+ * repetition, with its own warm-up) back to back, llama-bench first in odd repetitions, so
+ * machine noise hits both alike; the figures are medians, the ratios medians of each ptm run
+ * over the llama.cpp run next to it (the machine's read bandwidth swings 14-56 GB/s between
+ * minutes; one llama.cpp F16 decode ran 13.5, 19.5 and 17.8 tokens/s in three repetitions).
  * llama-bench decodes at a depth of the prompt length, where ptm's decode runs too.
  * ptm runs in a fresh process each time too (this program with --child), so that its peak RSS
  * is that of one load and one generation, as a user's process would see it.
@@ -66,7 +69,9 @@ struct result {
     /* decode weight bytes/s over the DRAM read bandwidth measured around that run: its best
      * pass (share) and its median pass (typ) */
     double share[MAX_RUNS], peer_share[MAX_RUNS], typ[MAX_RUNS], peer_typ[MAX_RUNS];
-    int n, n_peer;
+    /* ptm over the llama.cpp run next to it in the same repetition */
+    double pair_prefill[MAX_RUNS], pair_decode[MAX_RUNS];
+    int n, n_peer, n_pairs;
     double peak_rss, weight_bytes, token_bytes, kv_bytes, gguf_bytes;
 };
 
@@ -368,7 +373,7 @@ static void report(const struct variant *v, struct result *r, const struct args 
                "peer_bw_share_typ=%.1f%% prefill_ratio=%.2f decode_ratio=%.2f runs=%d\n",
                v->name, a->threads, v->gguf, pp, tg, peer_gbs,
                100 * median(r->peer_share, r->n_peer), 100 * median(r->peer_typ, r->n_peer),
-               pf / pp, dc / tg, r->n_peer);
+               median(r->pair_prefill, r->n_pairs), median(r->pair_decode, r->n_pairs), r->n_peer);
     }
     fflush(stdout);
 }
@@ -393,8 +398,8 @@ static void table(const struct variant *vs, struct result *rs, const int *on, in
         if (r->n_peer > 0) {
             double pp = median(r->peer_prefill, r->n_peer);
             double tg = median(r->peer_decode, r->n_peer);
-            snprintf(pre, sizeof pre, "%7.2f %5.2f", pp, pf / pp);
-            snprintf(dec, sizeof dec, "%7.2f %5.2f", tg, dc / tg);
+            snprintf(pre, sizeof pre, "%7.2f %5.2f", pp, median(r->pair_prefill, r->n_pairs));
+            snprintf(dec, sizeof dec, "%7.2f %5.2f", tg, median(r->pair_decode, r->n_pairs));
         }
         double peer_gbs = r->n_peer > 0 ? r->gguf_bytes * (r->token_bytes / r->weight_bytes) *
                                               median(r->peer_decode, r->n_peer) / 1e9
@@ -411,7 +416,10 @@ static void table(const struct variant *vs, struct result *rs, const int *on, in
         "that engine's run (its best pass), median over runs; of typ: the same over the median "
         "pass of those measurements; the best measured in the whole run was %.2f GB/s. llama: "
         "llama.cpp on GGUF F16 (bf16, "
-        "bf16dot, f16, f16dot rows) and Q8_0 (int8). *dot: PTM_CPU_BF16_DOT=1. x > 1: ptm faster. "
+        "bf16dot, f16, f16dot rows) and Q8_0 (int8), run next to each ptm run. *dot: "
+        "PTM_CPU_BF16_DOT=1. x: median over runs of ptm over the llama.cpp run next to it, > 1: "
+        "ptm "
+        "faster. "
         "budget: weights + KV cache. KV cache: ptm %s, llama.cpp f16.\n",
         bw, kv);
 }
@@ -554,13 +562,6 @@ static int ptm_child(const struct variant *v, const struct args *a, struct resul
     return 0;
 }
 
-/* llama-bench's figures for one GGUF within the current repetition: BF16 and F16 share one. */
-struct peer_memo {
-    const char *gguf;
-    double pp, tg, bw, typ;
-    int ok;
-};
-
 /* The DRAM read bandwidth now into *bw, and the best pass seen so far in *best. */
 static void bw_now(const struct args *a, struct bw *bw, double *best)
 {
@@ -572,44 +573,68 @@ static void bw_now(const struct args *a, struct bw *bw, double *best)
     *best = b > *best ? b : *best;
 }
 
-/* One repetition of variant v: ptm in a fresh process, then llama-bench on v's GGUF unless
- * this repetition already ran it. 0 when ptm ran. */
-static int bench_once(const struct variant *v, const struct args *a, const char *peer_bin,
-                      struct peer_memo *memo, struct result *r, double *best)
+/* llama-bench on v's GGUF once, its shares over the bandwidth measured before (*bw0) and now
+ * (into *bw1); 0 when it ran. */
+static int peer_once(const struct variant *v, const struct args *a, const char *peer_bin,
+                     struct result *r, const struct bw *bw0, struct bw *bw1, double *best)
+{
+    char gguf[1024];
+    double pp, tg;
+    snprintf(gguf, sizeof gguf, "%s/%s", a->peers, v->gguf);
+    int ok = peer_run(peer_bin, gguf, a, &pp, &tg) == 0;
+    bw_now(a, bw1, best);
+    if (!ok) {
+        return -1;
+    }
+    /* llama.cpp reads its whole file per token but the token_embd rows */
+    double gbs = r->gguf_bytes * (r->token_bytes / r->weight_bytes) * tg / 1e9;
+    r->peer_share[r->n_peer] = gbs / bw_best(bw0, bw1);
+    r->peer_typ[r->n_peer] = gbs / bw_typical(bw0, bw1);
+    r->peer_prefill[r->n_peer] = pp;
+    r->peer_decode[r->n_peer++] = tg;
+    return 0;
+}
+
+/*
+ * One repetition of variant v: ptm in a fresh process and llama-bench on v's GGUF, back to
+ * back, llama-bench first in odd repetitions; each run between two bandwidth measurements.
+ * The pair's ratios go into pair_prefill and pair_decode: ptm over the llama.cpp run next to
+ * it, so that the machine's swings between repetitions cancel. 0 when ptm ran.
+ */
+static int bench_once(const struct variant *v, const struct args *a, const char *peer_bin, int rep,
+                      struct result *r, double *best)
 {
     char gguf[1024];
     snprintf(gguf, sizeof gguf, "%s/%s", a->peers, v->gguf);
-    struct bw bw0, bw1, bw2;
-    bw_now(a, &bw0, best);
+    r->gguf_bytes = file_bytes(gguf);
+    int peer = peer_bin != NULL && r->gguf_bytes > 0, peer_first = peer && rep % 2 == 1;
+    int peer_ran = 0;
+    struct bw bw[3];
+    bw_now(a, &bw[0], best);
+    /* the peer's share needs ptm's bytes per token: known once ptm has run in any repetition */
+    if (peer_first && r->n > 0) {
+        peer_ran = peer_once(v, a, peer_bin, r, &bw[0], &bw[1], best) == 0;
+    } else {
+        peer_first = 0;
+    }
     if (ptm_child(v, a, r) != 0) {
         return -1;
     }
-    bw_now(a, &bw1, best);
+    bw_now(a, &bw[peer_first + 1], best);
     double gbs = r->token_bytes * r->decode[r->n - 1] / 1e9;
-    r->share[r->n - 1] = gbs / bw_best(&bw0, &bw1);
-    r->typ[r->n - 1] = gbs / bw_typical(&bw0, &bw1);
-    r->gguf_bytes = file_bytes(gguf);
-    if (peer_bin != NULL && r->gguf_bytes > 0) {
-        if (memo->gguf == NULL || strcmp(memo->gguf, v->gguf) != 0) {
-            memo->gguf = v->gguf;
-            memo->ok = peer_run(peer_bin, gguf, a, &memo->pp, &memo->tg) == 0;
-            bw_now(a, &bw2, best);
-            memo->bw = bw_best(&bw1, &bw2);
-            memo->typ = bw_typical(&bw1, &bw2);
-        }
-        if (memo->ok) {
-            /* llama.cpp reads its whole file per token but the token_embd rows */
-            double peer_gbs = r->gguf_bytes * (r->token_bytes / r->weight_bytes) * memo->tg / 1e9;
-            r->peer_share[r->n_peer] = peer_gbs / memo->bw;
-            r->peer_typ[r->n_peer] = peer_gbs / memo->typ;
-            r->peer_prefill[r->n_peer] = memo->pp;
-            r->peer_decode[r->n_peer++] = memo->tg;
-        }
+    r->share[r->n - 1] = gbs / bw_best(&bw[peer_first], &bw[peer_first + 1]);
+    r->typ[r->n - 1] = gbs / bw_typical(&bw[peer_first], &bw[peer_first + 1]);
+    if (peer && !peer_first) {
+        peer_ran = peer_once(v, a, peer_bin, r, &bw[1], &bw[2], best) == 0;
+    }
+    if (peer_ran) {
+        r->pair_prefill[r->n_pairs] = r->prefill[r->n - 1] / r->peer_prefill[r->n_peer - 1];
+        r->pair_decode[r->n_pairs++] = r->decode[r->n - 1] / r->peer_decode[r->n_peer - 1];
     }
     fprintf(stderr, "bench_llama: %s: ptm %.2f / %.2f tok/s, llama.cpp %.2f / %.2f\n", v->name,
             r->prefill[r->n - 1], r->decode[r->n - 1],
-            r->n_peer ? r->peer_prefill[r->n_peer - 1] : 0,
-            r->n_peer ? r->peer_decode[r->n_peer - 1] : 0);
+            peer_ran ? r->peer_prefill[r->n_peer - 1] : 0,
+            peer_ran ? r->peer_decode[r->n_peer - 1] : 0);
     return 0;
 }
 
@@ -678,10 +703,9 @@ int main(int argc, char **argv)
      * the best of the whole run is printed too. */
     double bw = 0;
     for (int rep = 0; rep < a.runs; rep++) {
-        struct peer_memo memo = {0};
         for (int i = 0; i < N_VARIANTS; i++) {
-            on[i] = on[i] && bench_once(&variants[i], &a, has_peer ? peer_bin : NULL, &memo,
-                                        &res[i], &bw) == 0;
+            on[i] = on[i] && bench_once(&variants[i], &a, has_peer ? peer_bin : NULL, rep, &res[i],
+                                        &bw) == 0;
         }
     }
     for (int i = 0; i < N_VARIANTS; i++) {
