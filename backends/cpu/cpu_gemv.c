@@ -51,12 +51,12 @@
 /*
  * One row per step, without software prefetch, when M = 1 and the rearranged activation row
  * is at most this many bytes: then each thread reads its weights as one sequential stream, as
- * llama.cpp's F16 decode does, and the hardware prefetchers follow it better than four row
- * streams with prefetch. Measured on Zen 4 (23 MB of rows from DRAM, 2 threads, alternating
+ * llama.cpp's F16 decode does, which from DRAM read faster than four row streams with
+ * software prefetch. Measured on Zen 4 (23 MB of rows from DRAM, 2 threads, alternating
  * with the four-row step, medians of 12 pairs): K = 1024 1.07-1.26x, K = 2048 1.02-1.16x
  * (BF16, F16 and vdpbf16ps alike), K = 3072 0.97-1.02x, K = 4096 0.80-0.98x, K = 5632
- * 0.60-0.90x: with a longer activation row, re-reading all of it for every weight row costs
- * more than one stream gains. TinyLlama decode (bench_llama --child, old and new plugin
+ * 0.60-0.90x (presumably re-reading a long activation row for every weight row costs more
+ * than the one stream gains). TinyLlama decode (bench_llama --child, old and new plugin
  * alternating, prompt 16): F16 faster in 8 of 10 pairs, BF16 in 6 of 10, median 1.01-1.02x.
  */
 #ifndef GEMV_R1_BYTES
@@ -123,7 +123,7 @@ enum { BT_F32 = 0, BT_BF16 = 1, BT_F16 = 2, BT_DPBF16 = 3 };
 
 struct gemv_job {
     int bt;
-    int r; /* weight rows per tile: GEMV_R, or 1 for short activation rows (gemv_rows_per_tile) */
+    int r; /* weight rows per tile: GEMV_R, or 1 for a short activation row (GEMV_R1_BYTES) */
     int64_t M, N, K;
     int64_t kv;    /* elements of the vector body, whole 32-element chunks */
     int64_t kbody; /* row elements the body covers (K when shifted); the rest are a scalar tail */
