@@ -509,10 +509,9 @@ q8_tile_512(const int MR, const int NR, const struct q8_job *j, int64_t m, int64
 }
 
 /*
- * Decode at M = 1: q8_tile_512's result for MR = 1, bit for bit, from a tighter loop. All four
- * streams of a chunk (the NR weight rows, the activation quants, its lane offsets: an int32 per
- * four elements) sit at byte k of their rows, a whole group's eight chunks are unrolled with
- * their scale indices in registers, and the prefetch is a fixed Q8_M1_PL lines per chunk.
+ * Decode at M = 1: q8_tile_512's result for MR = 1, bit for bit (the same q8_chunk), from a
+ * tighter loop: a whole group's eight chunks are unrolled with their scale indices in
+ * registers, and the prefetch is a fixed Q8_M1_PL lines per chunk.
  * cpu_q8_gemm at M = 1 from L2 (2 threads, 1.4 MB of rows) went from 50-55 to 77-96 GB/s: the
  * general tile spent about as many instructions on indexing and prefetch control as on the
  * product, which showed once DRAM fed it faster than ~50 GB/s.
@@ -532,35 +531,19 @@ q8_tile_512(const int MR, const int NR, const struct q8_job *j, int64_t m, int64
 #define Q8_M1_PL 4
 #endif
 
-/* One chunk of the activation row at element k into NR accumulators (as q8_chunk for MR = 1);
- * half: only the chunk's first block is there, loaded under masks. */
-static inline __attribute__((always_inline)) CPU_VNNI void
-q8_m1_chunk(const int NR, const int half, const unsigned char *wq, size_t rb,
-            const unsigned char *aq, const unsigned char *ac, int64_t k, __m512i idx,
-            const __m512 *sc, __m512 *acc)
-{
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    const __mmask64 km = (__mmask64)0xffffffffu;
-    __m512i av = half ? _mm512_maskz_loadu_epi8(km, aq + k) : _mm512_loadu_si512(aq + k);
-    __m512i cv = half ? _mm512_maskz_loadu_epi32(0xff, ac + k) : _mm512_loadu_si512(ac + k);
-#pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) {
-        const unsigned char *w = wq + (size_t)r * rb + k;
-        __m512i q = half ? _mm512_maskz_loadu_epi8(km, w) : _mm512_loadu_si512(w);
-        __m512i d = _mm512_dpbusd_epi32(cv, _mm512_xor_si512(q, flip), av);
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, sc[r]), acc[r]);
-    }
-}
-
 /* NR weight rows from n against the one activation row into out[r * Q8_MR]. */
 static inline __attribute__((always_inline)) CPU_VNNI void
 q8_m1_tile(const int NR, const struct q8_job *j, int64_t n, float *out)
 {
     const int64_t nb = j->nb;
     const size_t rb = j->row_bytes;
-    const unsigned char *wd = j->B + (size_t)n * rb, *wq = wd + 2 * nb;
-    const unsigned char *aq = (const unsigned char *)j->acts.q;
-    const unsigned char *ac = (const unsigned char *)j->acts.corr;
+    const unsigned char *wd = j->B + (size_t)n * rb;
+    struct q8_ptrs p = {.aq = {j->acts.q}, .ac = {j->acts.corr}, .ad = {j->acts.d}};
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        p.wd[r] = wd + (size_t)r * rb;
+        p.wq[r] = p.wd[r] + 2 * nb;
+    }
     /* Chunk c of a group reads block 2c of its scales in lanes 0..7, 2c + 1 in lanes 8..15. */
     __m512i idx[8];
     idx[0] = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
@@ -568,21 +551,21 @@ q8_m1_tile(const int NR, const struct q8_job *j, int64_t n, float *out)
     for (int c = 1; c < 8; c++) {
         idx[c] = _mm512_add_epi32(idx[c - 1], _mm512_set1_epi32(2));
     }
-    __m512 acc[Q8_NR];
+    __m512 acc[Q8_MR][Q8_NR];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
-        acc[r] = _mm512_setzero_ps();
+        acc[0][r] = _mm512_setzero_ps();
     }
     /* An integer, as in q8_tile_512: past the matrix the prefetches are dropped. */
     uintptr_t pf = (uintptr_t)j->B + (uintptr_t)(n + Q8_M1_PFT * NR) * rb;
     for (int64_t g = 0; g < nb; g += 16) {
         int64_t gb = nb - g < 16 ? nb - g : 16;
         __mmask16 bm = (__mmask16)((1u << gb) - 1u);
-        __m512 sc[Q8_NR], da = _mm512_maskz_loadu_ps(bm, j->acts.d + g);
+        __m512 sc[2][Q8_NR], da = _mm512_maskz_loadu_ps(bm, p.ad[0] + g);
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
-            __m256i h = _mm256_maskz_loadu_epi16(bm, wd + (size_t)r * rb + 2 * g);
-            sc[r] = _mm512_mul_ps(_mm512_cvtph_ps(h), da);
+            __m256i h = _mm256_maskz_loadu_epi16(bm, p.wd[r] + 2 * g);
+            sc[0][r] = _mm512_mul_ps(_mm512_cvtph_ps(h), da);
         }
         if (gb == 16) {
 #pragma GCC unroll 8
@@ -592,7 +575,7 @@ q8_m1_tile(const int NR, const struct q8_job *j, int64_t n, float *out)
                     _mm_prefetch((const char *)(pf + (uintptr_t)l * 64), _MM_HINT_T1);
                 }
                 pf += (uintptr_t)Q8_M1_PL * 64;
-                q8_m1_chunk(NR, 0, wq, rb, aq, ac, g * QB + 64 * c, idx[c], sc, acc);
+                q8_chunk(1, NR, 0, &p, g * QB + 64 * c, idx[c], sc[0], &da, sc, acc);
             }
             continue;
         }
@@ -606,15 +589,15 @@ q8_m1_tile(const int NR, const struct q8_job *j, int64_t n, float *out)
             pf += (uintptr_t)Q8_M1_PL * 64;
             __m512i ic = _mm512_add_epi32(idx[0], _mm512_set1_epi32(2 * c));
             if (2 * c + 1 < gb) {
-                q8_m1_chunk(NR, 0, wq, rb, aq, ac, g * QB + 64 * c, ic, sc, acc);
+                q8_chunk(1, NR, 0, &p, g * QB + 64 * c, ic, sc[0], &da, sc, acc);
             } else {
-                q8_m1_chunk(NR, 1, wq, rb, aq, ac, g * QB + 64 * c, ic, sc, acc);
+                q8_chunk(1, NR, 1, &p, g * QB + 64 * c, ic, sc[0], &da, sc, acc);
             }
         }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
-        out[r * Q8_MR] = q8_hsum(acc[r]);
+        out[r * Q8_MR] = q8_hsum(acc[0][r]);
     }
 }
 
