@@ -573,14 +573,12 @@ static void bw_now(const struct args *a, struct bw *bw, double *best)
     *best = b > *best ? b : *best;
 }
 
-/* llama-bench on v's GGUF once, its shares over the bandwidth measured before (*bw0) and now
+/* llama-bench on gguf once, its shares over the bandwidth measured before (*bw0) and now
  * (into *bw1); 0 when it ran. */
-static int peer_once(const struct variant *v, const struct args *a, const char *peer_bin,
-                     struct result *r, const struct bw *bw0, struct bw *bw1, double *best)
+static int peer_once(const char *gguf, const struct args *a, const char *peer_bin, struct result *r,
+                     const struct bw *bw0, struct bw *bw1, double *best)
 {
-    char gguf[1024];
     double pp, tg;
-    snprintf(gguf, sizeof gguf, "%s/%s", a->peers, v->gguf);
     int ok = peer_run(peer_bin, gguf, a, &pp, &tg) == 0;
     bw_now(a, bw1, best);
     if (!ok) {
@@ -613,7 +611,7 @@ static int bench_once(const struct variant *v, const struct args *a, const char 
     bw_now(a, &bw[0], best);
     /* the peer's share needs ptm's bytes per token: known once ptm has run in any repetition */
     if (peer_first && r->n > 0) {
-        peer_ran = peer_once(v, a, peer_bin, r, &bw[0], &bw[1], best) == 0;
+        peer_ran = peer_once(gguf, a, peer_bin, r, &bw[0], &bw[1], best) == 0;
     } else {
         peer_first = 0;
     }
@@ -625,7 +623,7 @@ static int bench_once(const struct variant *v, const struct args *a, const char 
     r->share[r->n - 1] = gbs / bw_best(&bw[peer_first], &bw[peer_first + 1]);
     r->typ[r->n - 1] = gbs / bw_typical(&bw[peer_first], &bw[peer_first + 1]);
     if (peer && !peer_first) {
-        peer_ran = peer_once(v, a, peer_bin, r, &bw[1], &bw[2], best) == 0;
+        peer_ran = peer_once(gguf, a, peer_bin, r, &bw[1], &bw[2], best) == 0;
     }
     if (peer_ran) {
         r->pair_prefill[r->n_pairs] = r->prefill[r->n - 1] / r->peer_prefill[r->n_peer - 1];
