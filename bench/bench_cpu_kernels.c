@@ -559,6 +559,9 @@ int main(int argc, char **argv)
         /* TinyLlama's heads at the end of bench_llama's 512 + 128 tokens */
         bench_attention_decode(&ctx, n_threads, 640, 32, 4, 64, PTM_F32);
         bench_attention_decode(&ctx, n_threads, 640, 32, 4, 64, PTM_F16);
+        /* SmolLM-135M's heads (3 per kv head) at a short and a long context */
+        bench_attention_decode(&ctx, n_threads, 144, 9, 3, 64, PTM_F16);
+        bench_attention_decode(&ctx, n_threads, 640, 9, 3, 64, PTM_F16);
     }
     cpu_pool_free(ctx.pool);
     return 0;

@@ -227,50 +227,55 @@ Test(cpu_attention, gqa_decode_groups_heads_per_kv_head)
 
 Test(cpu_attention, half_precision_kv_cache_matches_reference)
 {
-    /* An F16 or BF16 KV cache [B, max_len, Hkv, D]: decode (grouped heads on AVX-512) and
-     * prefill-sized blocks, against the reference on the same half-precision values. */
+    /* An F16 or BF16 KV cache [B, max_len, Hkv, D]: decode (K and V rows widened as they are
+     * loaded for one query per head; grouped heads on AVX-512 for three) and prefill-sized
+     * blocks, against the reference on the same half-precision values; D = 40 ends in a
+     * partial vector. */
     int32_t isas[3];
     int n = test_n_isas(isas);
     test_seed(38);
-    int64_t B = 2, H = 8, Hkv = 2, D = 48, max_len = 80, Sk = 70;
-    const int64_t Sqs[3] = {1, 3, 40};
+    int64_t B = 2, H = 8, Hkv = 2, max_len = 80, Sk = 70;
+    const int64_t Sqs[3] = {1, 3, 40}, Ds[2] = {48, 40};
     const ptm_dtype dts[2] = {PTM_F16, PTM_BF16};
-    float *kf = test_randn(B * max_len * Hkv * D, -1, 1);
-    float *vf = test_randn(B * max_len * Hkv * D, -1, 1);
-    uint16_t *k = malloc((size_t)(B * max_len * Hkv * D) * 2);
-    uint16_t *v = malloc((size_t)(B * max_len * Hkv * D) * 2);
     float *mask = test_zeros(B * Sk);
     for (int64_t j = 0; j < B * Sk; j++) {
         mask[j] = (j % 9 == 4) ? 0.0f : 1.0f;
     }
-    for (int d = 0; d < 2; d++) {
-        for (int64_t i = 0; i < B * max_len * Hkv * D; i++) {
-            k[i] = dts[d] == PTM_F16 ? cpu_f32_to_f16(kf[i]) : cpu_f32_to_bf16(kf[i]);
-            v[i] = dts[d] == PTM_F16 ? cpu_f32_to_f16(vf[i]) : cpu_f32_to_bf16(vf[i]);
-        }
-        for (int c = 0; c < 3; c++) {
-            int64_t Sq = Sqs[c];
-            float *q = test_randn(B * Sq * H * D, -1, 1);
-            float *o = test_zeros(B * Sq * H * D);
-            struct cpu_attention a = {.B = B, .Sq = Sq, .Sk = Sk, .H = H, .Hkv = Hkv, .D = D};
-            set_bshd(&a, q, NULL, NULL, o);
-            a.k = k, a.v = v, a.kv_dtype = dts[d];
-            a.k_ss = a.v_ss = Hkv * D, a.k_bs = a.v_bs = max_len * Hkv * D;
-            a.scale = 1.0f / sqrtf((float)D);
-            a.key_mask = mask;
-            a.is_causal = 1;
-            a.causal_offset = Sk - Sq;
-            for (int t = 0; t < n; t++) {
-                check_attention(isas[t], &a, dts[d] == PTM_F16 ? "f16 cache" : "bf16 cache");
+    for (int e = 0; e < 2; e++) {
+        int64_t D = Ds[e];
+        float *kf = test_randn(B * max_len * Hkv * D, -1, 1);
+        float *vf = test_randn(B * max_len * Hkv * D, -1, 1);
+        uint16_t *k = malloc((size_t)(B * max_len * Hkv * D) * 2);
+        uint16_t *v = malloc((size_t)(B * max_len * Hkv * D) * 2);
+        for (int d = 0; d < 2; d++) {
+            for (int64_t i = 0; i < B * max_len * Hkv * D; i++) {
+                k[i] = dts[d] == PTM_F16 ? cpu_f32_to_f16(kf[i]) : cpu_f32_to_bf16(kf[i]);
+                v[i] = dts[d] == PTM_F16 ? cpu_f32_to_f16(vf[i]) : cpu_f32_to_bf16(vf[i]);
             }
-            free(q);
-            free(o);
+            for (int c = 0; c < 3; c++) {
+                int64_t Sq = Sqs[c];
+                float *q = test_randn(B * Sq * H * D, -1, 1);
+                float *o = test_zeros(B * Sq * H * D);
+                struct cpu_attention a = {.B = B, .Sq = Sq, .Sk = Sk, .H = H, .Hkv = Hkv, .D = D};
+                set_bshd(&a, q, NULL, NULL, o);
+                a.k = k, a.v = v, a.kv_dtype = dts[d];
+                a.k_ss = a.v_ss = Hkv * D, a.k_bs = a.v_bs = max_len * Hkv * D;
+                a.scale = 1.0f / sqrtf((float)D);
+                a.key_mask = mask;
+                a.is_causal = 1;
+                a.causal_offset = Sk - Sq;
+                for (int t = 0; t < n; t++) {
+                    check_attention(isas[t], &a, dts[d] == PTM_F16 ? "f16 cache" : "bf16 cache");
+                }
+                free(q);
+                free(o);
+            }
         }
+        free(kf);
+        free(vf);
+        free(k);
+        free(v);
     }
-    free(kf);
-    free(vf);
-    free(k);
-    free(v);
     free(mask);
 }
 

@@ -124,12 +124,21 @@ static void attn_query_scalar(const struct cpu_attention *a, int64_t b, int64_t 
     }
 }
 
-/* Where the keys and values a task reads are: keys [k0, k0 + klen) of one kv head, F32 rows
- * (the caller's, or widened from a half-precision cache), k and v at key k0. */
+/* Where the keys and values a task reads are: keys [k0, k0 + klen) of one kv head, k and v at
+ * key k0, strides in elements. Rows of dt: F32 (the caller's, or widened from a half-precision
+ * cache), or F16 / BF16 in place where the scores read K's rows (attn_scores_rows), which
+ * widen K and V in registers as they load them. */
 struct attn_kv {
-    const float *k, *v;
+    const void *k, *v;
     int64_t kss, vss, k0, klen;
+    ptm_dtype dt;
 };
+
+/* Row j of a kv array of dtype dt with a row stride of ss elements. */
+static const void *attn_kv_row(const void *base, ptm_dtype dt, int64_t j, int64_t ss)
+{
+    return (const char *)base + (size_t)(j * ss) * (dt == PTM_F32 ? 4 : 2);
+}
 
 /* Kt[d * ld + j] = K[j][d] for j < kn (keys of kv), zero up to kn rounded to 32: 16 keys by 16
  * dims at a time through a register transpose (a gather per dim cost 12% of BERT's
@@ -223,24 +232,39 @@ static CPU_AVX512 void attn_scores_any_512(int nq, int64_t D, const float *const
 /* Scores of one query against keys [0, kn) read as rows of K in place: s[j] = q . K[j], zero
  * up to kn rounded to 32 as the Kt path leaves them. Used when a block has too few queries to
  * pay for the transpose (decode: one query per head). */
-static CPU_AVX512 void attn_scores_rows_512(int64_t D, const float *q, const float *k, int64_t kss,
-                                            int64_t kn, float *s)
+static inline __attribute__((always_inline)) CPU_AVX512 void
+attn_scores_rows(const ptm_dtype DT, int64_t D, const float *q, const void *k, int64_t kss,
+                 int64_t kn, float *s)
 {
     __m512 qv[ATTN_MAX_SIMD_D / 16];
+    __mmask16 m[ATTN_MAX_SIMD_D / 16];
     int nd = (int)((D + 15) / 16);
     for (int c = 0; c < nd; c++) {
-        qv[c] = cpu_load512(q + c * 16, D - c * 16);
+        m[c] = D - c * 16 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (D - c * 16)) - 1u);
+        qv[c] = _mm512_maskz_loadu_ps(m[c], q + c * 16);
     }
     for (int64_t j = 0; j < kn; j++) {
-        const float *kr = k + j * kss;
-        __m512 acc = _mm512_mul_ps(qv[0], cpu_load512(kr, D));
+        const void *kr = attn_kv_row(k, DT, j, kss);
+        __m512 acc = _mm512_mul_ps(qv[0], cpu_load_wide512(DT, kr, 0, m[0]));
         for (int c = 1; c < nd; c++) {
-            acc = _mm512_fmadd_ps(qv[c], cpu_load512(kr + c * 16, D - c * 16), acc);
+            acc = _mm512_fmadd_ps(qv[c], cpu_load_wide512(DT, kr, c * 16, m[c]), acc);
         }
         s[j] = _mm512_reduce_add_ps(acc);
     }
     for (int64_t j = kn; j < (kn + 31) / 32 * 32; j++) {
         s[j] = 0.0f;
+    }
+}
+
+static CPU_AVX512 void attn_scores_rows_512(ptm_dtype dt, int64_t D, const float *q, const void *k,
+                                            int64_t kss, int64_t kn, float *s)
+{
+    if (dt == PTM_F32) {
+        attn_scores_rows(PTM_F32, D, q, k, kss, kn, s);
+    } else if (dt == PTM_F16) {
+        attn_scores_rows(PTM_F16, D, q, k, kss, kn, s);
+    } else {
+        attn_scores_rows(PTM_BF16, D, q, k, kss, kn, s);
     }
 }
 
@@ -281,8 +305,8 @@ static CPU_AVX512 float attn_softmax_512(float *s, int64_t kn, float scale, cons
 /* o[r] = inv[r] * sum_j p[r][j] V[j] for NQ queries and ND = ceil(D / 16), both fixed at
  * compile time so the NQ * ND accumulators live in registers; each V load feeds NQ FMAs. */
 static inline __attribute__((always_inline)) CPU_AVX512 void
-attn_pv_512(const int NQ, const int ND, int64_t D, const float *p, int64_t ld, const float *inv,
-            int64_t kn, const float *v0, int64_t vss, float *const *o)
+attn_pv_512(const ptm_dtype DT, const int NQ, const int ND, int64_t D, const float *p, int64_t ld,
+            const float *inv, int64_t kn, const void *v0, int64_t vss, float *const *o)
 {
     __mmask16 last = (D % 16) ? (__mmask16)((1u << (D % 16)) - 1u) : (__mmask16)0xffff;
     __m512 acc[16];
@@ -294,12 +318,11 @@ attn_pv_512(const int NQ, const int ND, int64_t D, const float *p, int64_t ld, c
         }
     }
     for (int64_t j = 0; j < kn; j++) {
-        const float *v = v0 + j * vss;
+        const void *v = attn_kv_row(v0, DT, j, vss);
         __m512 vv[8];
 #pragma GCC unroll 8
         for (int c = 0; c < ND; c++) {
-            vv[c] =
-                c == ND - 1 ? _mm512_maskz_loadu_ps(last, v + c * 16) : _mm512_loadu_ps(v + c * 16);
+            vv[c] = cpu_load_wide512(DT, v, c * 16, c == ND - 1 ? last : (__mmask16)0xffff);
         }
 #pragma GCC unroll 8
         for (int r = 0; r < NQ; r++) {
@@ -328,7 +351,7 @@ attn_pv_512(const int NQ, const int ND, int64_t D, const float *p, int64_t ld, c
 /* At most 16 accumulators: 8 queries for D <= 32, 4 for D <= 64, 2 for D <= 128. */
 #define ATTN_PV_CASE(NQ, ND)                                                                       \
     case (NQ)*16 + (ND):                                                                           \
-        attn_pv_512(NQ, ND, D, p, ld, inv, kn, v0, vss, o);                                        \
+        attn_pv_512(DT, NQ, ND, D, p, ld, inv, kn, v0, vss, o);                                    \
         break;
 
 #define ATTN_PV_CASES                                                                              \
@@ -365,21 +388,35 @@ attn_pv_512(const int NQ, const int ND, int64_t D, const float *p, int64_t ld, c
     ATTN_PV_CASE(1, 8)                                                                             \
     ATTN_PV_CASE(2, 8)
 
-static CPU_AVX512 void attn_pv_any_512(int nq, int64_t D, const float *p, int64_t ld,
-                                       const float *inv, int64_t kn, const float *v0, int64_t vss,
+/* The PV cases of one V dtype, which the switch fixes at compile time. */
+static inline __attribute__((always_inline)) CPU_AVX512 void
+attn_pv_cases(const ptm_dtype DT, int nq, int nd, int64_t D, const float *p, int64_t ld,
+              const float *inv, int64_t kn, const void *v0, int64_t vss, float *const *o)
+{
+    switch (nq * 16 + nd) {
+        ATTN_PV_CASES
+    default:
+        break;
+    }
+}
+
+static CPU_AVX512 void attn_pv_any_512(ptm_dtype dt, int nq, int64_t D, const float *p, int64_t ld,
+                                       const float *inv, int64_t kn, const void *v0, int64_t vss,
                                        float *const *o)
 {
     int nd = (int)((D + 15) / 16);
     if (nq * nd > 16) {
         int half = nq / 2;
-        attn_pv_any_512(half, D, p, ld, inv, kn, v0, vss, o);
-        attn_pv_any_512(nq - half, D, p + half * ld, ld, inv + half, kn, v0, vss, o + half);
+        attn_pv_any_512(dt, half, D, p, ld, inv, kn, v0, vss, o);
+        attn_pv_any_512(dt, nq - half, D, p + half * ld, ld, inv + half, kn, v0, vss, o + half);
         return;
     }
-    switch (nq * 16 + nd) {
-        ATTN_PV_CASES
-    default:
-        break;
+    if (dt == PTM_F32) {
+        attn_pv_cases(PTM_F32, nq, nd, D, p, ld, inv, kn, v0, vss, o);
+    } else if (dt == PTM_F16) {
+        attn_pv_cases(PTM_F16, nq, nd, D, p, ld, inv, kn, v0, vss, o);
+    } else {
+        attn_pv_cases(PTM_BF16, nq, nd, D, p, ld, inv, kn, v0, vss, o);
     }
 }
 
@@ -456,12 +493,12 @@ static CPU_AVX512 void attn_rows_512(const struct cpu_attention *a, int64_t b,
         attn_scores_any_512(nq, a->D, q, kt, ld, kn_max, s);
     } else {
         for (int r = 0; r < nq; r++) {
-            attn_scores_rows_512(a->D, q[r], kv->k, kv->kss, kn_max, s + r * ld);
+            attn_scores_rows_512(kv->dt, a->D, q[r], kv->k, kv->kss, kn_max, s + r * ld);
         }
     }
     attn_softmax_rows(a, b, nq, hs, is, kv->k0, kv->klen, kn_max, attn_softmax_512, 16, s, ld, madd,
                       inv, part ? stats : NULL);
-    attn_pv_any_512(nq, a->D, s, ld, inv, kn_max, kv->v, kv->vss, o);
+    attn_pv_any_512(kv->dt, nq, a->D, s, ld, inv, kn_max, kv->v, kv->vss, o);
     for (int r = 0; part && r < nq; r++) {
         float *st = attn_part_stats(a, part, is[r] * a->H + hs[r]);
         st[0] = stats[2 * r];
@@ -805,6 +842,14 @@ static void attn_widen_kv(const struct attn_job *j, int64_t b, int64_t hk, int64
     }
 }
 
+/* Whether a task of queries [i0, i1) widens a half-precision cache into scratch first: all but
+ * the AVX-512 rows of a few queries, which widen K and V in registers as they load them. */
+static int attn_widens(const struct attn_job *j, int64_t i0, int64_t i1)
+{
+    return j->a->kv_dtype != PTM_F32 && (j->isa != CPU_ISA_AVX512 || j->a->D > ATTN_MAX_SIMD_D ||
+                                         j->grouped || i1 - i0 > ATTN_ROWS_MAX_Q);
+}
+
 /* The key mask of batch b as additive F32 (0 or -inf), zero past Sk up to sk_pad. */
 static void attn_mask_add(const struct attn_job *j, int64_t b, float *madd)
 {
@@ -830,12 +875,12 @@ static void attn_group_task(struct attn_job *j, int64_t b, int64_t split, float 
     float *part = j->splits > 1 ? j->part + (b * j->splits + split) * j->part_floats : NULL;
     attn_mask_add(j, b, madd);
     for (int64_t hk = 0; hk < a->Hkv; hk++) {
-        struct attn_kv kv = {kw, kw + a->D * j->sk_pad, a->D, a->D, k0, klen};
+        struct attn_kv kv = {kw, kw + a->D * j->sk_pad, a->D, a->D, k0, klen, PTM_F32};
         if (a->kv_dtype != PTM_F32) {
             attn_widen_kv(j, b, hk, k0, klen, kw, kw + a->D * j->sk_pad);
         } else {
-            kv.k = (const float *)a->k + b * a->k_bs + hk * a->k_hs + k0 * a->k_ss;
-            kv.v = (const float *)a->v + b * a->v_bs + hk * a->v_hs + k0 * a->v_ss;
+            kv.k = attn_kv_row(a->k, PTM_F32, b * a->k_bs + hk * a->k_hs + k0 * a->k_ss, 1);
+            kv.v = attn_kv_row(a->v, PTM_F32, b * a->v_bs + hk * a->v_hs + k0 * a->v_ss, 1);
             kv.kss = a->k_ss;
             kv.vss = a->v_ss;
         }
@@ -865,7 +910,7 @@ static void attn_task(void *ctx, int64_t task, int32_t thread)
     int64_t i1 = i0 + ATTN_QB < a->Sq ? i0 + ATTN_QB : a->Sq;
     int64_t hk = h / (a->H / a->Hkv), kend = attn_key_end(a, i1 - 1);
     struct cpu_attention w;
-    if (a->kv_dtype != PTM_F32) {
+    if (attn_widens(j, i0, i1)) {
         /* The F32 kernels read a widened copy: rows of D, the same for every batch and kv head
          * (the task touches no other). */
         float *kw = madd + j->sk_pad;
@@ -894,12 +939,13 @@ static void attn_task(void *ctx, int64_t task, int32_t thread)
         attn_block_256(a, b, h, i0, i1, rows ? NULL : kt, j->sk_pad, s, madd);
         return;
     }
-    struct attn_kv kv = {(const float *)a->k + b * a->k_bs + hk * a->k_hs,
-                         (const float *)a->v + b * a->v_bs + hk * a->v_hs,
+    struct attn_kv kv = {attn_kv_row(a->k, a->kv_dtype, b * a->k_bs + hk * a->k_hs, 1),
+                         attn_kv_row(a->v, a->kv_dtype, b * a->v_bs + hk * a->v_hs, 1),
                          a->k_ss,
                          a->v_ss,
                          0,
-                         a->Sk};
+                         a->Sk,
+                         a->kv_dtype};
     if (!rows) {
         attn_transpose_k(a, &kv, kend, kt, j->sk_pad);
     }
