@@ -9,8 +9,10 @@
  * against 16 on AVX2) are D steps of shared Kt loads and broadcast-FMAs; a block of at most
  * ATTN_ROWS_MAX_Q queries (decode) would not repay the transpose and takes dot products with
  * K's rows in place. Then per query an exact two-pass softmax (max, exp-sum), and the group's
- * weighted sums of V rows in one pass over V. Scratch per
- * thread is O(D * Sk); the B x H x Sq x Sk score tensor never exists. Masked and causally
+ * weighted sums of V rows in one pass over V. A half-precision (F16 / BF16) cache is widened
+ * into scratch for the transposed and grouped paths, and read in place by the AVX-512 rows
+ * path, which widens each row in registers as it loads it. Scratch per thread is O(D * Sk);
+ * the B x H x Sq x Sk score tensor never exists. Masked and causally
  * hidden keys get weight exactly 0; a row that sees no key at all outputs zeros rather than
  * HF's uniform average over masked keys. AVX-512 and AVX2 share the algorithm; the scalar path
  * (and heads wider than ATTN_MAX_SIMD_D) computes one query at a time. Kernels with
@@ -842,12 +844,13 @@ static void attn_widen_kv(const struct attn_job *j, int64_t b, int64_t hk, int64
     }
 }
 
-/* Whether a task of queries [i0, i1) widens a half-precision cache into scratch first: all but
- * the AVX-512 rows of a few queries, which widen K and V in registers as they load them. */
+/* Whether a task of queries [i0, i1) (not grouped) widens a half-precision cache into scratch
+ * first: all but the AVX-512 rows of a few queries, which widen K and V in registers as they
+ * load them. */
 static int attn_widens(const struct attn_job *j, int64_t i0, int64_t i1)
 {
-    return j->a->kv_dtype != PTM_F32 && (j->isa != CPU_ISA_AVX512 || j->a->D > ATTN_MAX_SIMD_D ||
-                                         j->grouped || i1 - i0 > ATTN_ROWS_MAX_Q);
+    return j->a->kv_dtype != PTM_F32 &&
+           (j->isa != CPU_ISA_AVX512 || j->a->D > ATTN_MAX_SIMD_D || i1 - i0 > ATTN_ROWS_MAX_Q);
 }
 
 /* The key mask of batch b as additive F32 (0 or -inf), zero past Sk up to sk_pad. */
